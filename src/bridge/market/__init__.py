@@ -1,0 +1,1 @@
+"""Market layer: calendars, per-market trading rules, bar loading and validation."""

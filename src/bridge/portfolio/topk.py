@@ -1,0 +1,154 @@
+"""Top-k dropout on dense arrays (one session, instruments aligned on a universe of size N).
+
+Qlib 0.9.7 ``TopkDropoutStrategy.generate_trade_decision`` (qlib/contrib/strategy/
+signal_strategy.py) mixes choosing, sizing and tradability in one method; here the steps are split
+so each can be tested alone: :func:`select_topk_dropout` chooses names, :func:`size_from_cash`
+sizes the buys, and the order planner rounds, checks tradability and cash.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+from bridge.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class TopkDropout:
+    """Parameters of top-k dropout, with Qlib's names and defaults.
+
+    Parameters
+    ----------
+    topk : int
+        Number of instruments to hold.
+    n_drop : int
+        Instruments replaced per session at most.
+    method_sell : {"bottom", "random"}
+        Which held names to drop: the lowest scored of held + candidates, or random held ones.
+    method_buy : {"top", "random"}
+        Which candidates to buy: the best scored, or random among the top-k.
+    hold_thresh : int
+        Minimum sessions an instrument is held before it may be sold.
+    risk_degree : float
+        Share of the available cash spent on buys (Qlib sizes buys from cash only).
+    only_tradable : bool
+        Choose only among instruments tradable this session (Qlib's ``only_tradable``).
+    """
+
+    topk: int = 50
+    n_drop: int = 5
+    method_sell: str = "bottom"
+    method_buy: str = "top"
+    hold_thresh: int = 1
+    risk_degree: float = 0.95
+    only_tradable: bool = False
+
+    def __post_init__(self) -> None:
+        if self.topk < 1:
+            raise ConfigError(f"topk must be >= 1, got {self.topk}")
+        if not 0 <= self.n_drop <= self.topk:
+            raise ConfigError(f"n_drop must be in [0, topk={self.topk}], got {self.n_drop}")
+        if self.method_sell not in ("bottom", "random"):
+            raise ConfigError(f"method_sell must be 'bottom' or 'random', got {self.method_sell!r}")
+        if self.method_buy not in ("top", "random"):
+            raise ConfigError(f"method_buy must be 'top' or 'random', got {self.method_buy!r}")
+        if self.hold_thresh < 0:
+            raise ConfigError(f"hold_thresh must be >= 0, got {self.hold_thresh}")
+        if not 0 < self.risk_degree <= 1:
+            raise ConfigError(f"risk_degree must be in (0, 1], got {self.risk_degree}")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def _by_score(idx: np.ndarray, score: np.ndarray) -> np.ndarray:
+    """``idx`` ordered by score descending, NaN last; ties keep index order (stable)."""
+    s = score[idx]
+    key = np.where(np.isnan(s), np.inf, -s)
+    return idx[np.argsort(key, kind="stable")]
+
+
+def _first_n(idx: np.ndarray, n: int, tradable: np.ndarray | None) -> np.ndarray:
+    if tradable is not None:
+        idx = idx[tradable[idx]]
+    return idx[: max(n, 0)]
+
+
+def _last_n(idx: np.ndarray, n: int, tradable: np.ndarray | None) -> np.ndarray:
+    if tradable is not None:
+        idx = idx[tradable[idx]]
+    return idx[len(idx) - n:] if n > 0 else idx[:0]
+
+
+def select_topk_dropout(score: np.ndarray, held: np.ndarray, tradable: np.ndarray,
+                        params: TopkDropout, rng: np.random.Generator | None = None
+                        ) -> tuple[np.ndarray, np.ndarray]:
+    """Choose which held instruments to sell and which to buy (Qlib's rule).
+
+    Parameters
+    ----------
+    score : ndarray of float64, shape (N,)
+        Scores dated the previous session; NaN where the instrument has none.
+    held : ndarray of bool, shape (N,)
+        Currently held.
+    tradable : ndarray of bool, shape (N,)
+        Tradable this session (used only when ``params.only_tradable``).
+    params : TopkDropout
+    rng : numpy.random.Generator, optional
+        Needed for the random methods (seeded by the caller: same seed, same choice).
+
+    Returns
+    -------
+    sell, buy : ndarray of int
+        Instrument indices, sell in held-score order, buy in descending score.
+    """
+    trad = tradable if params.only_tradable else None
+    last = _by_score(np.flatnonzero(held), score)
+    scored = np.flatnonzero(~np.isnan(score))
+    n_new = params.n_drop + params.topk - len(last)
+    if params.method_buy == "top":
+        cand = _by_score(scored[~held[scored]], score)
+        today = _first_n(cand, n_new, trad)
+    else:
+        topk_cand = _first_n(_by_score(scored, score), params.topk, trad)
+        cand = topk_cand[~held[topk_cand]]
+        today = cand if n_new >= len(cand) else _rng(rng).choice(cand, max(n_new, 0), replace=False)
+    comb = _by_score(np.concatenate([last, today]), score)
+    if params.method_sell == "bottom":
+        sell = last[np.isin(last, _last_n(comb, params.n_drop, trad))]
+    else:
+        cand = comb[np.isin(comb, last)]
+        sell = cand if params.n_drop >= len(cand) else _rng(rng).choice(
+            cand, params.n_drop, replace=False)
+    buy = today[: len(sell) + params.topk - len(last)]
+    return sell, buy
+
+
+def _rng(rng):
+    if rng is None:
+        raise ConfigError("random method_sell/method_buy needs a seeded numpy Generator (rng=...)")
+    return rng
+
+
+def size_from_cash(buy: np.ndarray, price: np.ndarray, cash_after_sells: float,
+                   risk_degree: float, n: int) -> np.ndarray:
+    """Target shares for the buys, Qlib's way: ``cash * risk_degree / len(buy) / price``.
+
+    Every name in ``buy`` gets the same value, even one that turns out untradable (its share of
+    cash then stays idle, as in Qlib). Shares are not rounded here (the planner rounds to lots).
+
+    Returns
+    -------
+    ndarray of float64, shape (n,)
+        Target shares to add per instrument (0 outside ``buy``).
+    """
+    out = np.zeros(n)
+    if len(buy) == 0 or cash_after_sells <= 0:
+        return out
+    value = cash_after_sells * risk_degree / len(buy)
+    p = price[buy]
+    ok = np.isfinite(p) & (p > 0)
+    out[buy[ok]] = value / p[ok]
+    return out

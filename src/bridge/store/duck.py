@@ -1,0 +1,89 @@
+"""Read and write bridge's DuckDB file.
+
+DuckDB allows one writer process at a time: connections are short (open, write in one
+transaction, close), and readers such as notebooks open the file read-only.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from contextlib import contextmanager
+from pathlib import Path
+
+import duckdb
+import polars as pl
+
+from bridge.store.schema import DDL, PREVIEW_TABLES
+
+
+@contextmanager
+def connect(path: Path | str, read_only: bool = False):
+    """A DuckDB connection with bridge's schema created (writable) and closed on exit."""
+    path = Path(path)
+    if not read_only:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    con = duckdb.connect(str(path), read_only=read_only)
+    try:
+        if not read_only:
+            for name, cols in DDL.items():
+                con.execute(f"CREATE TABLE IF NOT EXISTS {name} ({cols}\n)")
+        yield con
+    finally:
+        con.close()
+
+
+def _insert(con, table: str, frame: pl.DataFrame) -> None:
+    cols = [r[0] for r in con.execute(f"DESCRIBE {table}").fetchall()]
+    con.register("_incoming", frame.select(cols).to_arrow())
+    try:
+        con.execute(f"INSERT INTO {table} SELECT * FROM _incoming")
+    finally:
+        con.unregister("_incoming")
+
+
+def replace_instances(path: Path | str, tables: dict[str, pl.DataFrame]) -> None:
+    """Write preview tables, replacing every row of the instances they contain (idempotent).
+
+    Parameters
+    ----------
+    path : path to the DuckDB file
+    tables : dict
+        Table name (one of ``PREVIEW_TABLES``) -> frame with that table's columns; the instances
+        are the ``preview_id`` values of ``tables["preview_strategy"]``.
+    """
+    ids = tables["preview_strategy"]["preview_id"].to_list()
+    with connect(path) as con:
+        con.execute("BEGIN TRANSACTION")
+        try:
+            for table in PREVIEW_TABLES:
+                con.execute(f"DELETE FROM {table} WHERE preview_id IN (SELECT unnest(?))", [ids])
+            for table in PREVIEW_TABLES:
+                if table in tables:
+                    _insert(con, table, tables[table])
+            con.execute("COMMIT")
+        except BaseException:
+            con.execute("ROLLBACK")
+            raise
+
+
+def write_table(path: Path | str, table: str, frame: pl.DataFrame) -> None:
+    """Replace the whole content of ``table`` with ``frame`` in one transaction."""
+    with connect(path) as con:
+        con.execute("BEGIN TRANSACTION")
+        con.execute(f"DELETE FROM {table}")
+        _insert(con, table, frame)
+        con.execute("COMMIT")
+
+
+def read_table(path: Path | str, table: str, preview_ids: Iterable[str] | None = None,
+               order_by: str | None = None) -> pl.DataFrame:
+    """Read a table (optionally only some instances), read-only."""
+    sql = f"SELECT * FROM {table}"
+    params = []
+    if preview_ids is not None:
+        sql += " WHERE preview_id IN (SELECT unnest(?))"
+        params.append(list(preview_ids))
+    if order_by:
+        sql += f" ORDER BY {order_by}"
+    with connect(path, read_only=True) as con:
+        return con.sql(sql, params=params or None).pl()

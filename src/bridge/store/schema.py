@@ -1,0 +1,44 @@
+"""DuckDB schema of bridge's state (DDL is the single source of column names and types).
+
+Units: quantities and amounts in shares; prices currency/share; values, cash, fees and PnL in the
+account currency; drawdown and turnover as fractions.
+"""
+
+PREVIEW_TABLES = ("preview_strategy", "preview_trade", "preview_position", "preview_account",
+                  "preview_cut")
+
+DDL = {
+    # one row per preview instance (seed 004 preview_strategy)
+    "preview_strategy": """
+        preview_id VARCHAR PRIMARY KEY, display_name VARCHAR, strategy VARCHAR, signal VARCHAR,
+        params VARCHAR,            -- JSON of the instance's parameters
+        initial_capital DOUBLE, deal_price VARCHAR, market VARCHAR, status VARCHAR,
+        data_hash VARCHAR,         -- version of the bars the run used
+        start_date DATE, end_date DATE, created_at TIMESTAMP""",
+    # virtual fills (seed 004 preview_trade); datetime is exchange-local time of the deal price
+    "preview_trade": """
+        preview_id VARCHAR, trading_day DATE, datetime TIMESTAMP, instrument VARCHAR,
+        side VARCHAR, quantity DOUBLE, deal_price DOUBLE, trade_value DOUBLE, fee DOUBLE,
+        reason VARCHAR             -- '' for a planned trade, 'universe_exit' for a cash-out""",
+    # end-of-day holdings (seed 004 preview_position)
+    "preview_position": """
+        preview_id VARCHAR, trading_day DATE, instrument VARCHAR, amount DOUBLE,
+        avg_cost DOUBLE, last_price DOUBLE, market_value DOUBLE,
+        PRIMARY KEY (preview_id, trading_day, instrument)""",
+    # end-of-day settlement (seed 004 preview_account + peak/drawdown)
+    "preview_account": """
+        preview_id VARCHAR, trading_day DATE, cash DOUBLE, market_value DOUBLE,
+        total_value DOUBLE, daily_pnl DOUBLE, cum_pnl DOUBLE, peak DOUBLE, drawdown DOUBLE,
+        turnover DOUBLE,           -- traded value / previous total_value
+        cost DOUBLE, n_trades BIGINT,
+        PRIMARY KEY (preview_id, trading_day)""",
+    # intended trades the planner cut or dropped, with the reason
+    "preview_cut": """
+        preview_id VARCHAR, trading_day DATE, instrument VARCHAR, side VARCHAR,
+        intended_quantity DOUBLE, quantity DOUBLE, reason VARCHAR""",
+    # market data rows refused on load, and sessions missing from the data
+    "data_rejects": """
+        datetime DATE, instrument VARCHAR, open DOUBLE, high DOUBLE, low DOUBLE, close DOUBLE,
+        volume DOUBLE, reason VARCHAR, source VARCHAR""",
+    "data_gaps": "kind VARCHAR, datetime DATE, instrument VARCHAR",
+}
