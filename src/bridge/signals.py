@@ -61,7 +61,9 @@ def validate_signals(signals, instruments: Iterable[str] | None = None,
         ``unknown_instrument``, ``off_calendar``; ``rows`` holds the offending rows.
     """
     df = to_signal_frame(signals).copy()
-    dt = pd.to_datetime(df["datetime"], errors="coerce")
+    raw = df["datetime"]
+    dt = (raw if pd.api.types.is_datetime64_any_dtype(raw)
+          else pd.to_datetime(raw, errors="coerce", format="mixed"))
     if dt.isna().any():
         raise SignalValidationError("datetime", "bad_datetime", "unparseable or missing datetime",
                                     df[dt.isna()])

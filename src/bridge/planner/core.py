@@ -102,6 +102,8 @@ def plan_orders(current: np.ndarray, target: np.ndarray, price: np.ndarray,
             qty, reason = 0.0, "no_price"
         value = round(qty * price[i], 2) if qty else 0.0
         fee = rules.fee(value, True)
+        if cash + value - fee < 0:  # proceeds below a minimum fee the cash cannot cover
+            qty, value, fee, reason = 0.0, 0.0, 0.0, "cash"
         cash += value - fee
         rows.append((i, -1, qty, intended, price[i], value, fee, reason))
 

@@ -1,0 +1,57 @@
+# The two promises of the README: `make demo` and `make test`, each from a fresh machine.
+# Both create/update the local venv, install what they need (Python extras, Debian's chromium for
+# plotly's PNG export), register the notebook kernel, and run.
+
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+DATA   ?= data
+REPORTS ?= reports
+export PIP_DISABLE_PIP_VERSION_CHECK = 1
+
+.PHONY: demo test venv chromium data preview report bench notebooks clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+
+# One stamp per extra set: reinstall when pyproject.toml changes.
+$(VENV)/.installed-%: pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install -q -e '.[$*]'
+	$(BIN)/python -m ipykernel install --sys-prefix --name bridge --display-name "Python (bridge)" >/dev/null
+	touch $@
+
+venv: $(VENV)/.installed-dev
+
+chromium:
+	bash scripts/ensure_chromium.sh
+
+data: $(VENV)/.installed-demo
+	$(BIN)/bridge data install-samples --data-dir $(DATA) --db $(DATA)/bridge.duckdb
+
+preview: data
+	$(BIN)/bridge preview run --data-dir $(DATA) --db $(DATA)/bridge.duckdb
+
+report: preview chromium
+	$(BIN)/bridge report preview --db $(DATA)/bridge.duckdb --out $(REPORTS) --png
+
+demo: report
+
+	@echo ""
+	@echo "Demo done: state in $(DATA)/bridge.duckdb; report in $(REPORTS)/preview.html (open it in a browser),"
+	@echo "executed notebook $(REPORTS)/preview.ipynb, NAV chart $(REPORTS)/preview_nav.png."
+
+test: $(VENV)/.installed-dev chromium
+	$(BIN)/bridge data install-samples --data-dir $(DATA) --db $(DATA)/bridge.duckdb
+	$(BIN)/bridge preview run --data-dir $(DATA) --db $(DATA)/bridge.duckdb
+	$(BIN)/python -m pytest tests notebooks --nbval-lax --nbval-current-env -p no:cacheprovider
+
+bench: $(VENV)/.installed-dev
+	$(BIN)/python benchmarks/bench_pipeline.py
+	$(BIN)/python benchmarks/bench_import.py
+
+notebooks: $(VENV)/.installed-dev
+	$(BIN)/python tools/make_notebooks.py
+
+clean:
+	rm -rf $(VENV) $(DATA)/*.parquet $(DATA)/*.duckdb* $(DATA)/manifest.json $(REPORTS)/*.ipynb $(REPORTS)/*.html $(REPORTS)/*.png

