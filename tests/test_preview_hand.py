@@ -76,3 +76,12 @@ def test_buy_and_hold_and_deal_price_open(panel_factory):
     assert a["cash"].round(2).tolist() == [9.0, 9.0]
     assert a["total_value"].round(2).tolist() == [9 + 55 * 10 + 26 * 20, 9 + 55 * 12 + 26 * 22]
     assert np.all(res.account["n_trades"].to_numpy() == [2, 0])
+
+
+def test_slippage_moves_fills_against_the_trader(panel_factory):
+    panel = panel_factory(DAYS[:1], {"A": [10.0]})
+    spec = InstanceSpec("s", "buy_and_hold", 1_000.0, cash_buffer=0.0, slippage_bps=100.0)
+    t = run_preview(panel, [spec], {}, RULES).trade.to_pandas()
+    # 1,000 / 10 = 100 target shares, filled at 10.10: 98 shares (989.80 + 1 fee <= 1,000)
+    assert t[["quantity", "deal_price", "market_price", "trade_value"]].values.tolist() == [
+        [98.0, 10.1, 10.0, 989.8]]

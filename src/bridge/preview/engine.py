@@ -53,6 +53,9 @@ class InstanceSpec:
         Parameters of top-k dropout.
     deal_price : {"close", "open"}
         Which price of the session the virtual fills take.
+    slippage_bps : float
+        Fixed slippage, basis points of the deal price, against the trader: buys fill at
+        ``deal * (1 + bps / 1e4)``, sells at ``deal * (1 - bps / 1e4)``.
     cash_buffer : float
         ``buy_and_hold``: share of capital left in cash.
     seed : int
@@ -67,6 +70,7 @@ class InstanceSpec:
     signal: str | None = None
     topk: TopkDropout = field(default_factory=TopkDropout)
     deal_price: str = "close"
+    slippage_bps: float = 0.0
     cash_buffer: float = 0.01
     seed: int = 0
     display_name: str = ""
@@ -83,7 +87,7 @@ class InstanceSpec:
 
     def params(self) -> dict:
         out = {"strategy": self.strategy, "signal": self.signal, "deal_price": self.deal_price,
-               "seed": self.seed}
+               "slippage_bps": self.slippage_bps, "seed": self.seed}
         if self.strategy == "topk_dropout":
             out["topk"] = self.topk.to_dict()
         else:
@@ -122,6 +126,7 @@ def _run_instance(panel: Panel, spec: InstanceSpec, grid: np.ndarray | None, rul
     T, N = panel.shape
     deal = panel.close if spec.deal_price == "close" else panel.open
     rng = np.random.default_rng(spec.seed)
+    slip = spec.slippage_bps / 1e4
     amount = np.zeros(N)
     avg_cost = np.zeros(N)
     days = np.zeros(N, dtype=np.int64)
@@ -140,7 +145,8 @@ def _run_instance(panel: Panel, spec: InstanceSpec, grid: np.ndarray | None, rul
             cash += float(value.sum())
             traded += float(value.sum())
             book.trade.append((t, gone, np.full(len(gone), -1, np.int8), amount[gone].copy(),
-                               mark[t, gone], value, np.zeros(len(gone)), "universe_exit"))
+                               mark[t, gone], value, np.zeros(len(gone)), "universe_exit",
+                               mark[t, gone]))
             amount[gone] = 0.0
             avg_cost[gone] = 0.0
         plan = None
@@ -156,13 +162,15 @@ def _run_instance(panel: Panel, spec: InstanceSpec, grid: np.ndarray | None, rul
                 target = amount.copy()
                 target[sell] = 0.0
                 target += size_from_cash(buy, price, cash_est, p.risk_degree, N)
-                plan = plan_orders(amount, target, price, tr, cash, rules, buy_priority=buy)
+                plan = plan_orders(amount, target, _slipped(price, target < amount, slip), tr,
+                                   cash, rules, buy_priority=buy)
         elif not invested:
             names = np.flatnonzero(tr & np.isfinite(price))
             if len(names):
                 target = np.zeros(N)
                 target[names] = cash * (1 - spec.cash_buffer) / len(names) / price[names]
-                plan = plan_orders(amount, target, price, tr, cash, rules)
+                plan = plan_orders(amount, target, _slipped(price, target < amount, slip), tr,
+                                   cash, rules)
                 invested = True
         if plan is not None and len(plan):
             done = plan.quantity > 0
@@ -178,7 +186,7 @@ def _run_instance(panel: Panel, spec: InstanceSpec, grid: np.ndarray | None, rul
             traded += float(v.sum())
             fees += float(f.sum())
             n_trades += len(i)
-            book.trade.append((t, i, s, q, plan.price[done], v, f, ""))
+            book.trade.append((t, i, s, q, plan.price[done], v, f, "", price[i]))
             if (plan.reason != "").any():
                 c = plan.reason != ""
                 book.cut.append((t, plan.instrument[c], plan.side[c], plan.intended[c],
@@ -266,6 +274,13 @@ def run_preview(panel: Panel, instances: list[InstanceSpec], signals: dict | Non
     return PreviewResult(strategy=strategy, **{k: pl.concat(v) for k, v in parts.items()})
 
 
+def _slipped(price: np.ndarray, selling: np.ndarray, slip: float) -> np.ndarray:
+    """Expected fill prices: the deal price moved against the trader by ``slip`` (fraction)."""
+    if not slip:
+        return price
+    return np.where(selling, price * (1 - slip), price * (1 + slip))
+
+
 def _cat(records: list[tuple], j: int, dtype=None) -> np.ndarray:
     arrs = [np.broadcast_to(np.asarray(r[j]), (len(r[1]),)) for r in records if len(r[1])]
     return np.concatenate(arrs).astype(dtype) if arrs else np.array([], dtype=dtype)
@@ -290,6 +305,7 @@ def _frames(panel: Panel, spec: InstanceSpec, book: _Book) -> dict[str, pl.DataF
         **base(book.trade),
         "side": pl.Series(np.where(side > 0, "buy", "sell"), dtype=pl.String),
         "quantity": _cat(book.trade, 3, np.float64), "deal_price": _cat(book.trade, 4, np.float64),
+        "market_price": _cat(book.trade, 8, np.float64),
         "trade_value": _cat(book.trade, 5, np.float64), "fee": _cat(book.trade, 6, np.float64),
         "reason": pl.Series(_cat(book.trade, 7, object).astype(str), dtype=pl.String),
     })

@@ -1,7 +1,9 @@
 """Read and write bridge's DuckDB file.
 
-DuckDB allows one writer process at a time: connections are short (open, write in one
-transaction, close), and readers such as notebooks open the file read-only.
+DuckDB lets one process hold the file for writing, and no other process open it meanwhile.
+Connections are therefore short (open, one transaction, close), and opening waits (tenacity,
+exponential backoff up to ``LOCK_WAIT_S``) while another process holds the lock, so a notebook
+reading and the CLI writing take turns instead of failing.
 """
 
 from __future__ import annotations
@@ -16,13 +18,34 @@ import polars as pl
 from bridge.store.schema import DDL, PREVIEW_TABLES
 
 
+LOCK_WAIT_S = 30.0
+
+
+def _locked(exc: BaseException) -> bool:
+    return isinstance(exc, duckdb.IOException) and "lock" in str(exc).lower()
+
+
+def _open(path: str, read_only: bool):
+    from tenacity import (retry, retry_if_exception, stop_after_delay, wait_exponential_jitter)
+
+    opener = retry(retry=retry_if_exception(_locked), stop=stop_after_delay(LOCK_WAIT_S),
+                   wait=wait_exponential_jitter(multiplier=0.05, max=1.0), reraise=True)(duckdb.connect)
+    return opener(path, read_only=read_only)
+
+
 @contextmanager
 def connect(path: Path | str, read_only: bool = False):
-    """A DuckDB connection with bridge's schema created (writable) and closed on exit."""
+    """A DuckDB connection with bridge's schema created (writable) and closed on exit.
+
+    Raises
+    ------
+    duckdb.IOException
+        If another process still holds the file after ``LOCK_WAIT_S`` seconds.
+    """
     path = Path(path)
     if not read_only:
         path.parent.mkdir(parents=True, exist_ok=True)
-    con = duckdb.connect(str(path), read_only=read_only)
+    con = _open(str(path), read_only)
     try:
         if not read_only:
             for name, cols in DDL.items():

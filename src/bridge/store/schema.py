@@ -18,7 +18,10 @@ DDL = {
     # virtual fills (seed 004 preview_trade); datetime is exchange-local time of the deal price
     "preview_trade": """
         preview_id VARCHAR, trading_day DATE, datetime TIMESTAMP, instrument VARCHAR,
-        side VARCHAR, quantity DOUBLE, deal_price DOUBLE, trade_value DOUBLE, fee DOUBLE,
+        side VARCHAR, quantity DOUBLE,
+        deal_price DOUBLE,         -- price filled at (market_price moved by slippage)
+        market_price DOUBLE,       -- the session's deal price (close or open) before slippage
+        trade_value DOUBLE, fee DOUBLE,
         reason VARCHAR             -- '' for a planned trade, 'universe_exit' for a cash-out""",
     # end-of-day holdings (seed 004 preview_position)
     "preview_position": """
