@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 
 from bridge.errors import ValidationError
 from bridge.market.rules import MarketRules
-from bridge.planner import OrderPlanner, plan_orders
+from bridge.planner import CUT_REASONS, OrderPlanner, PlanPolicy, plan_orders
 
 RULES = MarketRules(commission_bps=10.0, min_commission=1.0)
 
@@ -82,33 +82,54 @@ def test_order_planner_bad_input():
         planner.plan(cur.head(1), pd.DataFrame({"instrument": ["A"], "w": [1.0]}), px, 0.0)
 
 
-@settings(max_examples=200, deadline=None)
+def _valid_lot(q, held, unit, side):
+    r = q % unit
+    return math.isclose(r, 0, abs_tol=1e-9) or math.isclose(r, unit, abs_tol=1e-9) or (
+        side < 0 and math.isclose(r, held % unit, abs_tol=1e-9))
+
+
+@settings(max_examples=300, deadline=None)
 @given(
     data=st.lists(st.tuples(st.integers(0, 5_000), st.floats(0, 10_000), st.floats(0.01, 500),
-                            st.booleans()), min_size=1, max_size=30),
+                            st.booleans(), st.booleans(), st.booleans(), st.integers(0, 5_000),
+                            st.floats(0, 1e6)), min_size=1, max_size=30),
     cash=st.floats(0, 1e6),
     unit=st.sampled_from([1, 10, 100]),
     bps=st.floats(0, 30),
     min_fee=st.floats(0, 10),
+    part=st.one_of(st.none(), st.floats(0.001, 1)),
+    min_value=st.floats(0, 1_000),
 )
-def test_planner_invariants(data, cash, unit, bps, min_fee):
+def test_planner_invariants(data, cash, unit, bps, min_fee, part, min_value):
     rules = MarketRules(trade_unit=unit, commission_bps=bps, min_commission=min_fee)
     cur = np.array([float(d[0]) for d in data])
     tgt = np.array([d[1] for d in data])
     price = np.array([round(d[2], 2) for d in data])
     trad = np.array([d[3] for d in data])
-    p = plan_orders(cur, tgt, price, trad, cash, rules)
-    again = plan_orders(cur, tgt, price, trad, cash, rules)
-    assert p.quantity.tolist() == again.quantity.tolist()          # deterministic
-    assert p.cash_after >= -1e-6                                     # never spends cash it lacks
+    up = np.array([d[4] for d in data])
+    down = np.array([d[5] for d in data])
+    sellable = np.minimum(cur, [float(d[6]) for d in data])
+    vol = np.array([d[7] for d in data])
+    kw = dict(volume=vol, limit_up=up, limit_down=down, sellable=sellable,
+              policy=PlanPolicy(participation=part, min_order_value=min_value))
+    p = plan_orders(cur, tgt, price, trad, cash, rules, **kw)
+    again = plan_orders(cur, tgt, price, trad, cash, rules, **kw)
+    assert p.quantity.tolist() == again.quantity.tolist()            # deterministic
+    assert p.cash_after >= -1e-6                                       # never spends cash it lacks
     sells = p.side < 0
     if sells.any():
-        assert np.all(p.quantity[sells] <= cur[p.instrument[sells]])  # never sells what it lacks
         assert (np.flatnonzero(sells) < np.flatnonzero(~sells).min(initial=len(p))).all()
-    for i, s, q in zip(p.instrument, p.side, p.quantity, strict=True):
-        if q:
-            assert trad[i]
-            whole = s < 0 and q == cur[i]
-            assert whole or math.isclose(q % unit, 0) or math.isclose(q % unit, unit)
+    for i, s, q, r in zip(p.instrument, p.side, p.quantity, p.reason, strict=True):
+        assert r in CUT_REASONS or r == ""
+        if q == 0:
+            continue
+        assert trad[i]                                   # never trades a suspended instrument
+        assert not (up[i] if s > 0 else down[i])         # never buys limit-up / sells limit-down
+        assert _valid_lot(q, cur[i], unit, s)            # lots (odd remainder only on sells)
+        assert q * price[i] >= min_value - 0.01
+        if part is not None:
+            assert q <= part * vol[i] + 1e-6
+        if s < 0:
+            assert q <= sellable[i] + 1e-9                # T+1 and never more than held
     cash_flow = cash + np.sum(np.where(p.side < 0, p.value, -p.value)) - p.fee.sum()
     assert cash_flow == pytest.approx(p.cash_after, abs=1e-6)

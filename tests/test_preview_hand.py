@@ -11,8 +11,7 @@ RULES = MarketRules(commission_bps=10.0, min_commission=1.0)
 DAYS = ["2010-01-04", "2010-01-05", "2010-01-06"]
 
 
-@pytest.fixture
-def result(panel_factory):
+def _run(panel_factory, mode):
     import pandas as pd
 
     panel = panel_factory(DAYS, {"A": [10.0, 11.2, 12.0], "B": [20.0, 19.0, 18.0],
@@ -23,8 +22,31 @@ def result(panel_factory):
         "score": [3, 2, 1, 1, 3, 2, 0, 3, 2],
     })
     spec = InstanceSpec("hand", "topk_dropout", 10_000.0, signal="s",
-                        topk=TopkDropout(topk=2, n_drop=1, risk_degree=0.95))
+                        topk=TopkDropout(topk=2, n_drop=1, risk_degree=0.95, mode=mode))
     return run_preview(panel, [spec], {"s": signal_grid(panel, sig)}, RULES)
+
+
+@pytest.fixture
+def result(panel_factory):
+    """Qlib mode: buys sized from cash after sells."""
+    return _run(panel_factory, "qlib")
+
+
+def test_corrected_mode_sizes_from_total_value(panel_factory):
+    res = _run(panel_factory, "corrected")
+    cols = ["trading_day", "instrument", "side", "quantity", "trade_value", "fee"]
+    got = [(str(r[0]), *r[1:]) for r in res.trade.select(cols).rows()]
+    assert got == [
+        # day 1: total 10,000 * 0.95 / 2 = 4,750 per slot, as in Qlib mode
+        ("2010-01-04", "A", "buy", 475.0, 4_750.0, 4.75),
+        ("2010-01-04", "B", "buy", 237.0, 4_740.0, 4.74),
+        ("2010-01-05", "A", "sell", 475.0, 5_320.0, 5.32),
+        # day 2: total = 500.51 + 475 * 11.2 + 237 * 19 = 10,323.51; * 0.95 / 2 / 52 = 94.3 -> 94
+        ("2010-01-05", "C", "buy", 94.0, 4_888.0, 4.89),
+    ]
+    a = res.account.to_pandas()
+    assert a["cash"].round(2).tolist() == [500.51, 922.30, 922.30]
+    assert a["total_value"].round(2).tolist() == [9_990.51, 10_313.30, 10_358.30]
 
 
 def test_orders_and_fees(result):

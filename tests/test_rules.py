@@ -1,7 +1,7 @@
 import pytest
 
 from bridge.market.rules import US, MarketRules
-from bridge.planner.planner import align_to_tick
+from bridge.planner import align_to_tick
 
 RULES = MarketRules(commission_bps=10.0, min_commission=1.0)
 
@@ -27,7 +27,7 @@ def test_max_affordable_includes_fees():
 
 
 @pytest.mark.parametrize("price,side,aligned", [
-    (10.017, "buy", 10.01), (10.017, "sell", 10.02), (10.01, "buy", 10.01), (10.01, "sell", 10.01),
+    (10.017, 1, 10.01), (10.017, -1, 10.02), (10.01, 1, 10.01), (10.01, -1, 10.01),
 ])
 def test_align_to_tick_never_against_the_trader(price, side, aligned):
     got, diff = align_to_tick(price, US.tick_size, side)

@@ -76,8 +76,8 @@ def test_portfolio_engine_frame_api():
     scores = pd.DataFrame({"instrument": ["A", "B", "C"], "score": [1.0, 3.0, 2.0]})
     current = pd.DataFrame({"instrument": ["A", "B"], "amount": [100.0, 50.0]})
     prices = pd.DataFrame({"instrument": ["A", "B", "C"], "price": [10.0, 20.0, 40.0]})
-    tgt = eng.topk_dropout(scores, current, prices, cash=0.0, params=TopkDropout(topk=2, n_drop=1,
-                                                                                  risk_degree=1.0))
+    tgt = eng.topk_dropout(scores, current, prices, cash=0.0, params=TopkDropout(
+        topk=2, n_drop=1, risk_degree=1.0, mode="qlib"))
     t = tgt.set_index("instrument")
     assert t.loc["A", "action"] == "sell" and t.loc["A", "target_amount"] == 0
     assert t.loc["B", "action"] == "hold" and t.loc["B", "target_amount"] == 50

@@ -1,8 +1,12 @@
 """The planner's pure core on dense arrays (one session, N instruments).
 
-Rules, in order: sells first (their proceeds fund the buys), each sell either the whole holding
-or a whole number of lots; buys in priority order, rounded down to lots and cut to what the cash
-can pay for, fees included. Every intended trade that is cut or dropped keeps a reason.
+Rules, in order: sells first (their proceeds fund the buys); a sell is whole lots, plus the odd-lot
+remainder of the holding when it sells all of that remainder (A-share rule: odd lots are sold in
+one go); buys in priority order, rounded down to lots and cut to what the cash can pay for, fees
+included. Suspended instruments, limit-up buys and limit-down sells are not traded; shares bought
+too recently (T+1) are not sold; an order is at most ``participation`` of the session's volume;
+an order below ``min_order_value`` is dropped. Every intended trade that is cut or dropped keeps a
+reason.
 """
 
 from __future__ import annotations
@@ -20,7 +24,32 @@ CUT_REASONS = {
     "cash": "not enough cash to pay for the intended quantity and its fees",
     "suspended": "no tradable bar this session (suspended, halted or not listed)",
     "no_price": "no valid price to trade at",
+    "limit": "the price is at its daily limit (limit-up: no buys; limit-down: no sells)",
+    "T+1": "shares bought too recently to be sold (T+1 settlement)",
+    "participation": "capped at the allowed share of the session's volume",
+    "min_value": "the order's value is below the minimum order value",
 }
+
+
+@dataclass(frozen=True)
+class PlanPolicy:
+    """How orders are shaped beyond the market's own rules.
+
+    Parameters
+    ----------
+    participation : float or None
+        Maximum order quantity as a share of the session's volume (e.g. 0.05); None: no cap.
+    min_order_value : float
+        Orders worth less (currency) are dropped, reason ``min_value``.
+    limit_offset_bps : float or None
+        None: market orders. Otherwise limit orders at ``price * (1 + offset)`` for buys and
+        ``price * (1 - offset)`` for sells, aligned to the tick (buys down, sells up) with the
+        rounding difference recorded.
+    """
+
+    participation: float | None = None
+    min_order_value: float = 0.0
+    limit_offset_bps: float | None = None
 
 
 @dataclass(frozen=True)
@@ -36,11 +65,15 @@ class PlannedOrders:
     quantity : ndarray of float64
         Shares to trade (0 for a dropped trade).
     intended : ndarray of float64
-        Shares the target asked for, before lots and cash.
+        Shares the target asked for, before rules and cash.
     price : ndarray of float64
         Expected execution price, currency/share.
     value, fee : ndarray of float64
-        ``quantity * price`` rounded to the cent, and its fees, currency.
+        ``quantity * price`` (to the cent when the rules round) and its fees, currency.
+    limit_price : ndarray of float64
+        Tick-aligned limit price; NaN for market orders.
+    tick_rounding : ndarray of float64
+        ``limit_price`` minus the unaligned limit price, currency/share (0 for market orders).
     reason : ndarray of object
         ``""`` when the trade is planned as intended, else a code of :data:`CUT_REASONS`.
     cash_after : float
@@ -54,6 +87,8 @@ class PlannedOrders:
     price: np.ndarray
     value: np.ndarray
     fee: np.ndarray
+    limit_price: np.ndarray
+    tick_rounding: np.ndarray
     reason: np.ndarray
     cash_after: float
 
@@ -61,51 +96,123 @@ class PlannedOrders:
         return len(self.instrument)
 
 
+def align_to_tick(price, tick_size: float, side: int) -> tuple[float, float]:
+    """Put a limit price on the tick grid, never against the trader.
+
+    Buys (side +1) round down, sells (-1) round up: a limit order never pays more, or receives
+    less, than asked.
+
+    Returns
+    -------
+    (aligned, rounding) : (float, float)
+        The aligned price and ``aligned - price`` (currency/share).
+    """
+    ticks = price / tick_size
+    n = math.floor(ticks + 1e-9) if side > 0 else math.ceil(ticks - 1e-9)
+    aligned = round(n * tick_size, 10)
+    return aligned, aligned - float(price)
+
+
+def _sell_round(qty: float, holding: float, rules: MarketRules) -> float:
+    """Whole lots, plus the holding's odd remainder if the order covers all of it."""
+    if rules.fractional:
+        return max(0.0, qty)
+    unit = rules.trade_unit
+    lots = math.floor(qty / unit + 1e-9) * unit
+    odd = holding % unit
+    if odd and qty >= odd - 1e-9:
+        return max(lots, odd + math.floor((qty - odd) / unit + 1e-9) * unit)
+    return lots
+
+
+def _flag(arr, i) -> bool:
+    return arr is not None and bool(arr[i])
+
+
 def plan_orders(current: np.ndarray, target: np.ndarray, price: np.ndarray,
                 tradable: np.ndarray, cash: float, rules: MarketRules,
-                buy_priority: np.ndarray | None = None) -> PlannedOrders:
-    """Orders that take ``current`` towards ``target`` within lots and cash.
+                buy_priority: np.ndarray | None = None, *, volume: np.ndarray | None = None,
+                limit_up: np.ndarray | None = None, limit_down: np.ndarray | None = None,
+                sellable: np.ndarray | None = None, policy: PlanPolicy = PlanPolicy()
+                ) -> PlannedOrders:
+    """Orders that take ``current`` towards ``target`` within the market's rules and the cash.
 
     Parameters
     ----------
     current : ndarray of float64, shape (N,)
         Held shares.
     target : ndarray of float64, shape (N,)
-        Target shares (fractional allowed; rounded down to ``rules.trade_unit`` for buys).
-        A target of 0 sells the whole holding, odd lots included.
+        Target shares (fractional allowed; rounded down to lots). A target of 0 sells the
+        whole holding, odd lots included.
     price : ndarray of float64, shape (N,)
         Expected execution price, currency/share (NaN where there is none).
     tradable : ndarray of bool, shape (N,)
+        False: suspended / no bar this session.
     cash : float
         Cash available before the session's trades, currency.
     rules : MarketRules
     buy_priority : ndarray of int, optional
         Instrument indices in the order buys should get cash (e.g. by score); other buys follow
         in index order.
+    volume : ndarray of float64, shape (N,), optional
+        The session's (expected) volume in shares, for ``policy.participation``.
+    limit_up, limit_down : ndarray of bool, shape (N,), optional
+        The price is at its daily upper (no buys) / lower (no sells) limit.
+    sellable : ndarray of float64, shape (N,), optional
+        Shares that may be sold this session (T+1: held minus bought too recently);
+        default ``current``.
+    policy : PlanPolicy
 
     Returns
     -------
     PlannedOrders
         Sells first, then buys. ``cash_after >= 0`` whenever ``cash >= 0``.
     """
-    unit = rules.trade_unit
     delta = target - current
+    part = policy.participation
     rows: list[tuple] = []
-    sells = np.flatnonzero((delta < 0) & (current > 0))
-    for i in sells:
-        intended = current[i] if target[i] <= 0 else -delta[i]
-        qty = current[i] if target[i] <= 0 else math.floor(intended / unit + 1e-9) * unit
-        reason = "" if qty > 0 else "lot"
-        if not tradable[i]:
-            qty, reason = 0.0, "suspended"
-        elif not (price[i] > 0):
-            qty, reason = 0.0, "no_price"
-        value = round(qty * price[i], 2) if qty else 0.0
-        fee = rules.fee(value, True)
-        if cash + value - fee < 0:  # proceeds below a minimum fee the cash cannot cover
+
+    def bounded(i, intended, bounds):
+        """The smallest applicable bound on ``intended`` and the reason it binds."""
+        qty, why = intended, ""
+        for limit, reason in bounds:
+            if limit is not None and limit < qty - 1e-9:
+                qty, why = max(limit, 0.0), reason
+        return qty, why
+
+    def add(i, side, qty, intended, reason):
+        nonlocal cash
+        px = price[i]
+        lim, rnd = math.nan, 0.0
+        if policy.limit_offset_bps is not None and px > 0:
+            lim, rnd = align_to_tick(px * (1 + side * policy.limit_offset_bps / 1e4),
+                                     rules.tick_size, side)
+        value = float(rules.money(qty * px)) if qty else 0.0
+        if qty and value < policy.min_order_value:
+            qty, value, reason = 0.0, 0.0, "min_value"
+        fee = rules.fee(value, side < 0)
+        if side < 0 and cash + value - fee < 0:  # proceeds below a minimum fee cash cannot cover
             qty, value, fee, reason = 0.0, 0.0, 0.0, "cash"
-        cash += value - fee
-        rows.append((i, -1, qty, intended, price[i], value, fee, reason))
+        cash += value - fee if side < 0 else -(value + fee)
+        rows.append((i, side, float(qty), intended, px, value, fee, lim, rnd, reason))
+
+    for i in np.flatnonzero((delta < 0) & (current > 0)):
+        intended = current[i] if target[i] <= 0 else -delta[i]
+        if not tradable[i]:
+            add(i, -1, 0.0, intended, "suspended")
+            continue
+        if not price[i] > 0:
+            add(i, -1, 0.0, intended, "no_price")
+            continue
+        if _flag(limit_down, i):
+            add(i, -1, 0.0, intended, "limit")
+            continue
+        raw, why = bounded(i, intended, [
+            (None if sellable is None else sellable[i], "T+1"),
+            (None if part is None or volume is None else part * np.nan_to_num(volume[i]),
+             "participation")])
+        qty = _sell_round(raw, current[i], rules)
+        add(i, -1, qty, intended, why or ("lot" if qty == 0 else ""))
 
     wants = delta > 0
     if buy_priority is not None:
@@ -117,29 +224,31 @@ def plan_orders(current: np.ndarray, target: np.ndarray, price: np.ndarray,
         buys = np.flatnonzero(wants)
     for i in buys:
         intended = delta[i]
-        qty = math.floor(intended / unit + 1e-9) * unit
-        reason = "" if qty > 0 else "lot"
         if not tradable[i]:
-            qty, reason = 0, "suspended"
-        elif not (price[i] > 0):
-            qty, reason = 0, "no_price"
-        elif qty > 0:
+            add(i, 1, 0.0, intended, "suspended")
+            continue
+        if not price[i] > 0:
+            add(i, 1, 0.0, intended, "no_price")
+            continue
+        if _flag(limit_up, i):
+            add(i, 1, 0.0, intended, "limit")
+            continue
+        raw, why = bounded(i, intended, [
+            (None if part is None or volume is None else part * np.nan_to_num(volume[i]),
+             "participation")])
+        qty = rules.round_quantity(raw)
+        why = why or ("lot" if qty == 0 else "")
+        if qty > 0:
             afford = rules.max_affordable(cash, price[i])
             if afford < qty:
-                qty, reason = afford, "cash"
-        value = round(qty * price[i], 2) if qty else 0.0
-        fee = rules.fee(value, False)
-        cash -= value + fee
-        rows.append((i, 1, float(qty), intended, price[i], value, fee, reason))
+                qty, why = afford, "cash"
+        add(i, 1, qty, intended, why)
 
     if not rows:
         e = np.array([], dtype=np.float64)
         return PlannedOrders(np.array([], dtype=np.int64), np.array([], dtype=np.int8), e, e, e,
-                             e, e, np.array([], dtype=object), float(cash))
-    cols = list(zip(*rows, strict=True))
-    return PlannedOrders(
-        instrument=np.array(cols[0], dtype=np.int64), side=np.array(cols[1], dtype=np.int8),
-        quantity=np.array(cols[2], dtype=np.float64), intended=np.array(cols[3], dtype=np.float64),
-        price=np.array(cols[4], dtype=np.float64), value=np.array(cols[5], dtype=np.float64),
-        fee=np.array(cols[6], dtype=np.float64), reason=np.array(cols[7], dtype=object),
-        cash_after=float(cash))
+                             e, e, e, e, np.array([], dtype=object), float(cash))
+    c = list(zip(*rows, strict=True))
+    f64 = [np.array(c[k], dtype=np.float64) for k in range(2, 9)]
+    return PlannedOrders(np.array(c[0], dtype=np.int64), np.array(c[1], dtype=np.int8), *f64,
+                         reason=np.array(c[9], dtype=object), cash_after=float(cash))

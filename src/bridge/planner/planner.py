@@ -13,22 +13,6 @@ ORDER_COLUMNS = ["instrument", "side", "quantity", "intended_quantity", "price",
                  "reason"]
 
 
-def align_to_tick(price, tick_size: float, side: str) -> tuple[float, float]:
-    """Round a limit price onto the tick grid, never against the trader.
-
-    Buys round down, sells round up (a limit order never pays more, or receives less, than asked).
-
-    Returns
-    -------
-    (aligned, rounding) : (float, float)
-        The aligned price and ``aligned - price`` (the rounding difference, currency/share).
-    """
-    ticks = price / tick_size
-    n = np.floor(ticks + 1e-9) if side == "buy" else np.ceil(ticks - 1e-9)
-    aligned = round(float(n * tick_size), 10)
-    return aligned, aligned - float(price)
-
-
 class OrderPlanner:
     """Turn current holdings and a target into the session's orders.
 

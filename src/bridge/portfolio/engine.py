@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 
 from bridge.market.rules import US, MarketRules
-from bridge.portfolio.topk import TopkDropout, select_topk_dropout, size_from_cash
+from bridge.portfolio.topk import TopkDropout, decide_topk
 
 
 class PortfolioEngine:
@@ -24,7 +24,7 @@ class PortfolioEngine:
     def topk_dropout(self, scores: pd.DataFrame, current: pd.DataFrame, prices: pd.DataFrame,
                      cash: float, params: TopkDropout = TopkDropout(),
                      rng: np.random.Generator | None = None) -> pd.DataFrame:
-        """Top-k dropout target for one session (Qlib 0.9.7 semantics: buys sized from cash).
+        """Top-k dropout target for one session (``params.mode``: "corrected" or "qlib").
 
         Parameters
         ----------
@@ -58,13 +58,9 @@ class PortfolioEngine:
         tradable = (px["tradable"].fillna(False).to_numpy(bool) if "tradable" in px
                     else np.isfinite(price))
         held = amount > 0
-        sell, buy = select_topk_dropout(score, held, tradable, params, rng)
-        sell = sell[tradable[sell] & (days[sell] >= params.hold_thresh)]
-        proceeds = amount[sell] * price[sell]
-        cash_after = cash + float(np.sum(proceeds - self.rules.fee(proceeds, True)))
-        target = amount.copy()
-        target[sell] = 0.0
-        target += size_from_cash(buy, price, cash_after, params.risk_degree, len(universe))
+        target, buy = decide_topk(score, amount, days, price, tradable, cash, params, self.rules,
+                                  rng)
+        sell = np.flatnonzero(held & (target < amount))
         action = np.where(held, "hold", "")
         action[sell] = "sell"
         action[buy] = "buy"

@@ -13,6 +13,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from bridge.errors import ConfigError
+from bridge.market.rules import MarketRules
 
 
 @dataclass(frozen=True)
@@ -35,6 +36,16 @@ class TopkDropout:
         Share of the available cash spent on buys (Qlib sizes buys from cash only).
     only_tradable : bool
         Choose only among instruments tradable this session (Qlib's ``only_tradable``).
+    forbid_all_trade_at_limit : bool
+        Qlib's flag: when True, an instrument at its daily limit is not traded at all; when
+        False, limit-up still allows sells and limit-down still allows buys.
+    mode : {"corrected", "qlib"}
+        ``qlib`` reproduces Qlib 0.9.7's TopkDropoutStrategy decisions, known drifts included:
+        buys sized from cash only, and a planned sell that cannot execute still lets its
+        replacement be bought, so holdings exceed topk (Qlib issues #612, #809, #2276).
+        ``corrected`` (default) sizes buys from total value (``total * risk_degree / topk`` each)
+        and buys only as many names as there are free slots after the sells that can execute,
+        so holdings stay at topk.
     """
 
     topk: int = 50
@@ -44,8 +55,12 @@ class TopkDropout:
     hold_thresh: int = 1
     risk_degree: float = 0.95
     only_tradable: bool = False
+    forbid_all_trade_at_limit: bool = True
+    mode: str = "corrected"
 
     def __post_init__(self) -> None:
+        if self.mode not in ("corrected", "qlib"):
+            raise ConfigError(f"mode must be 'corrected' or 'qlib', got {self.mode!r}")
         if self.topk < 1:
             raise ConfigError(f"topk must be >= 1, got {self.topk}")
         if not 0 <= self.n_drop <= self.topk:
@@ -152,3 +167,73 @@ def size_from_cash(buy: np.ndarray, price: np.ndarray, cash_after_sells: float,
     ok = np.isfinite(p) & (p > 0)
     out[buy[ok]] = value / p[ok]
     return out
+
+
+def decide_topk(score: np.ndarray, amount: np.ndarray, days: np.ndarray, price: np.ndarray,
+                tradable: np.ndarray, cash: float, params: TopkDropout, rules: MarketRules,
+                rng: np.random.Generator | None = None, limit_up: np.ndarray | None = None,
+                limit_down: np.ndarray | None = None, mark: np.ndarray | None = None
+                ) -> tuple[np.ndarray, np.ndarray]:
+    """Target shares for one session and the buy priority, in ``params.mode``.
+
+    Parameters
+    ----------
+    score : ndarray of float64, shape (N,)
+        Scores dated the previous session (NaN: none).
+    amount : ndarray of float64, shape (N,)
+        Held shares.
+    days : ndarray of int, shape (N,)
+        Sessions each holding has been held (for ``hold_thresh``).
+    price : ndarray of float64, shape (N,)
+        This session's deal price, currency/share.
+    tradable : ndarray of bool, shape (N,)
+    cash : float
+        Cash before trading, currency.
+    params : TopkDropout
+    rules : MarketRules
+        Fees of the sells whose proceeds fund the buys.
+    rng : numpy.random.Generator, optional
+    limit_up, limit_down : ndarray of bool, shape (N,), optional
+        At the daily limit this session (no buys / no sells).
+    mark : ndarray of float64, shape (N,), optional
+        Prices that value the book in ``corrected`` mode (default ``price``; pass the last close
+        so that a holding without a bar today still counts).
+
+    Returns
+    -------
+    target : ndarray of float64, shape (N,)
+        Target shares (unrounded: the planner rounds to lots and checks cash).
+    buy_priority : ndarray of int
+        Instruments to buy, best first.
+    """
+    n = len(score)
+    no = np.zeros(n, bool)
+    up = no if limit_up is None else limit_up
+    down = no if limit_down is None else limit_down
+    if params.forbid_all_trade_at_limit:
+        up = down = up | down
+    held = amount > 0
+    sell, buy = select_topk_dropout(score, held, tradable, params, rng)
+    sell = sell[days[sell] >= params.hold_thresh]
+    can_sell = sell[tradable[sell] & ~down[sell] & (price[sell] > 0)]
+    proceeds = amount[can_sell] * price[can_sell]
+    fees = rules.fee(proceeds, True)
+    target = amount.copy()
+    target[sell] = 0.0
+    if params.mode == "qlib":
+        cash_after = cash + float(np.sum(proceeds - fees))
+        return target + size_from_cash(buy, price, cash_after, params.risk_degree, n), buy
+    # corrected: fill the slots the executable sells free, from the best tradable candidates
+    buyable = tradable & ~up & (price > 0) & ~held & ~np.isnan(score)
+    free = params.topk - (int(held.sum()) - len(can_sell))
+    if params.method_buy == "top":
+        cand = _by_score(np.flatnonzero(buyable), score)
+    else:
+        cand = buy[buyable[buy]]
+    buy = cand[:max(free, 0)]
+    target[sell] = np.where(np.isin(sell, can_sell), 0.0, amount[sell])
+    mark = price if mark is None else mark
+    total = cash + float(np.nansum(amount[held] * mark[held]))
+    value = total * params.risk_degree / params.topk
+    target[buy] = value / price[buy]
+    return target, buy

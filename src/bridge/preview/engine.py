@@ -26,7 +26,7 @@ from bridge.errors import ConfigError
 from bridge.market.data import Panel
 from bridge.market.rules import US, MarketRules
 from bridge.planner.core import plan_orders
-from bridge.portfolio.topk import TopkDropout, select_topk_dropout, size_from_cash
+from bridge.portfolio.topk import TopkDropout, decide_topk
 
 STRATEGIES = ("topk_dropout", "buy_and_hold")
 EXIT_GRACE = 5
@@ -153,15 +153,8 @@ def _run_instance(panel: Panel, spec: InstanceSpec, grid: np.ndarray | None, rul
         if spec.strategy == "topk_dropout":
             score = grid[t]
             if np.isfinite(score).any():
-                p = spec.topk
-                sell, buy = select_topk_dropout(score, amount > 0, tr, p, rng)
-                sell = sell[days[sell] >= p.hold_thresh]
-                ok = sell[tr[sell]]
-                proceeds = amount[ok] * price[ok]
-                cash_est = cash + float(np.sum(proceeds - rules.fee(proceeds, True)))
-                target = amount.copy()
-                target[sell] = 0.0
-                target += size_from_cash(buy, price, cash_est, p.risk_degree, N)
+                target, buy = decide_topk(score, amount, days, price, tr, cash, spec.topk, rules,
+                                          rng, mark=mark[t])
                 plan = plan_orders(amount, target, _slipped(price, target < amount, slip), tr,
                                    cash, rules, buy_priority=buy)
         elif not invested:
