@@ -82,7 +82,7 @@ def twap(quantity: float, start: time | str, end: time | str, n_slices: int,
         raise ConfigError(f"end must be after start with room for {n_slices} slices, "
                           f"got start={start!r}, end={end!r}")
     edges = [_time_of(t0 + k * (t1 - t0) // n_slices) for k in range(n_slices + 1)]
-    qty = _split(lots, unit, np.ones(n_slices))
+    qty = _split(lots, unit, np.ones(n_slices), cumulative=False)
     return _frame(edges[:-1], edges[1:], qty)
 
 
@@ -104,7 +104,8 @@ def vwap(quantity: float, profile: pd.DataFrame, trade_unit: float | None = 1) -
     -------
     pandas.DataFrame
         Columns ``slice, start, end, quantity``, one row per bucket (zero-share buckets get 0).
-        Slice k gets ``floor(quantity * volume_share[k])`` in lots, the last one the leftovers.
+        Slice k gets ``floor(Q * cum_share[k]) - floor(Q * cum_share[k-1])`` lots (Q: the parent
+        in lots): each slice within one lot of its share, the rounding remainder in the last.
 
     Raises
     ------
@@ -193,15 +194,26 @@ def _is_number(x: object) -> bool:
     return isinstance(x, numbers.Real) and not isinstance(x, bool) and math.isfinite(x)
 
 
-def _split(lots: float, unit: float | None, weights: np.ndarray) -> np.ndarray:
-    """``lots`` in proportion to ``weights`` (>= 0, sum > 0), as shares; leftovers to the last."""
+def _split(lots: float, unit: float | None, weights: np.ndarray,
+           cumulative: bool = True) -> np.ndarray:
+    """``lots`` in proportion to ``weights`` (>= 0, sum > 0), as shares; leftovers to the last.
+
+    ``cumulative`` floors the running total (VWAP: each slice within one lot of its share);
+    otherwise each slice is floored on its own (TWAP: equal slices, the remainder in the last).
+    """
     w = weights / weights.sum()
     if unit is None:
         head = lots * w[:-1]
         # max: float noise could push a last slice of share 0 to -1e-13 shares
         return np.append(head, max(lots - math.fsum(head), 0.0))
-    head = np.floor(lots * w[:-1] + _EPS)
-    return np.append(head, lots - head.sum()) * unit
+    # Floor the cumulative target, not each slice: lots then follow the weights (no pile-up of
+    # every slice's rounding in the last one) and the rounding remainder lands in the last slice.
+    if not cumulative:
+        head = np.floor(lots * w[:-1] + _EPS)
+        return np.append(head, lots - head.sum()) * unit
+    cum = np.floor(lots * np.cumsum(w[:-1]) + _EPS)
+    head = np.diff(np.concatenate([[0.0], cum]))
+    return np.append(head, lots - cum[-1] if len(cum) else lots) * unit
 
 
 def _intervals(frame: pd.DataFrame, value: str, name: str) -> tuple[list, list, np.ndarray]:
