@@ -133,3 +133,23 @@ def test_planner_invariants(data, cash, unit, bps, min_fee, part, min_value):
             assert q <= sellable[i] + 1e-9                # T+1 and never more than held
     cash_flow = cash + np.sum(np.where(p.side < 0, p.value, -p.value)) - p.fee.sum()
     assert cash_flow == pytest.approx(p.cash_after, abs=1e-6)
+
+
+def test_order_planner_limit_orders_record_tick_rounding_and_reasons():
+    planner = OrderPlanner(RULES, PlanPolicy(limit_offset_bps=7.0, participation=0.1,
+                                             min_order_value=100.0))
+    current = pd.DataFrame({"instrument": ["A", "B"], "amount": [300.0, 50.0], "sellable": [100.0, 50.0]})
+    target = pd.DataFrame({"instrument": ["C", "D", "A", "B"], "target_amount": [500.0, 5.0, 0.0, 0.0]})
+    market = pd.DataFrame({"instrument": ["A", "B", "C", "D"], "price": [10.0, 1.0, 23.456, 5.0],
+                           "volume": [1e6, 1e6, 2_000.0, 1e6], "limit_down": [False, True, False, False]})
+    orders, _ = planner.plan(current, target, market, cash=1e6)
+    o = orders.set_index("instrument")
+    assert o.loc["A", "quantity"] == 100 and o.loc["A", "reason"] == "T+1"      # 200 bought today
+    assert o.loc["B", "quantity"] == 0 and o.loc["B", "reason"] == "limit"      # limit-down
+    assert o.loc["C", "quantity"] == 200 and o.loc["C", "reason"] == "participation"  # 10% of 2,000
+    assert o.loc["D", "quantity"] == 0 and o.loc["D", "reason"] == "min_value"  # 25 < 100
+    # C buy limit: 23.456 * 1.0007 = 23.4724... -> 23.47 (down for a buy), rounding -0.0024...
+    assert o.loc["C", "order_type"] == "limit" and o.loc["C", "limit_price"] == 23.47
+    assert o.loc["C", "tick_rounding"] == pytest.approx(23.47 - 23.456 * 1.0007)
+    # A sell limit: 10 * 0.9993 = 9.993 -> 10.00 (up for a sell)
+    assert o.loc["A", "limit_price"] == 10.0

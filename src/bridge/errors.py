@@ -55,3 +55,11 @@ class DataValidationError(ValidationError):
 
 class CalendarError(BridgeError, ValueError):
     """A date is outside what the exchange calendar knows, or not a session."""
+
+
+class ConstraintError(BridgeError, ValueError):
+    """Portfolio constraints cannot all hold (names the constraint and the numbers)."""
+
+    def __init__(self, constraint: str, message: str) -> None:
+        self.constraint = constraint
+        super().__init__(f"[{constraint}] {message}")

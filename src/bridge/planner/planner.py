@@ -7,10 +7,19 @@ import pandas as pd
 
 from bridge.errors import ValidationError
 from bridge.market.rules import US, MarketRules
-from bridge.planner.core import plan_orders
+from bridge.planner.core import PlanPolicy, plan_orders
 
-ORDER_COLUMNS = ["instrument", "side", "quantity", "intended_quantity", "price", "value", "fee",
-                 "reason"]
+ORDER_COLUMNS = ["instrument", "side", "quantity", "intended_quantity", "order_type", "price",
+                 "limit_price", "tick_rounding", "value", "fee", "reason"]
+
+
+def _check_unique(name: str, frame: pd.DataFrame) -> None:
+    if "instrument" not in frame:
+        raise ValidationError(f"{name}.instrument", "missing_column", f"{name} needs an instrument column")
+    dup = frame["instrument"].duplicated(keep=False)
+    if dup.any():
+        raise ValidationError(f"{name}.instrument", "duplicate_key",
+                              "instrument listed more than once", frame[dup])
 
 
 class OrderPlanner:
@@ -19,61 +28,70 @@ class OrderPlanner:
     Parameters
     ----------
     rules : MarketRules
-        Trade unit, tick size and fees of the market (default US).
+        Trade unit, tick size, fees, T+1 of the market (default US).
+    policy : PlanPolicy
+        Participation cap, minimum order value, market or limit orders.
     """
 
-    def __init__(self, rules: MarketRules = US) -> None:
+    def __init__(self, rules: MarketRules = US, policy: PlanPolicy = PlanPolicy()) -> None:
         self.rules = rules
+        self.policy = policy
 
-    def plan(self, current: pd.DataFrame, target: pd.DataFrame, prices: pd.DataFrame,
+    def plan(self, current: pd.DataFrame, target: pd.DataFrame, market: pd.DataFrame,
              cash: float) -> tuple[pd.DataFrame, float]:
         """Plan one session's orders.
 
         Parameters
         ----------
         current : DataFrame
-            ``instrument`` (str), ``amount`` (float, shares held).
+            ``instrument`` (str), ``amount`` (float, shares held); optional ``sellable``
+            (shares that may be sold this session, T+1; default ``amount``).
         target : DataFrame
             ``instrument`` and either ``target_amount`` (shares) or ``target_weight`` (fraction
             of total value = cash + sum(amount * price)). Instruments held but absent from the
             target are sold. Row order is the buy priority.
-        prices : DataFrame
-            ``instrument``, ``price`` (expected execution price, currency/share) and optionally
-            ``tradable`` (bool, default True where a price exists).
+        market : DataFrame
+            ``instrument``, ``price`` (expected execution price, currency/share); optional
+            ``tradable`` (bool; default True where a price exists), ``volume`` (session volume,
+            shares, for the participation cap), ``limit_up`` / ``limit_down`` (bool).
         cash : float
             Available cash, currency.
 
         Returns
         -------
         orders : DataFrame
-            Columns ``ORDER_COLUMNS``: side "sell"/"buy", quantity and intended_quantity in shares,
-            price currency/share, value and fee currency, reason "" or a cut code
-            (:data:`bridge.planner.CUT_REASONS`). Sells first.
+            Columns ``ORDER_COLUMNS``: side "sell"/"buy"; quantity and intended_quantity in
+            shares; order_type "market"/"limit"; price, limit_price (NaN for market orders) and
+            tick_rounding in currency/share; value and fee in currency; reason "" or a cut code
+            (:data:`bridge.planner.CUT_REASONS`). Sells first, dropped trades included
+            (quantity 0, with their reason).
         cash_after : float
             Cash after all orders execute at ``price``.
 
         Raises
         ------
         ValidationError
-            Duplicate instruments, a target without ``target_amount``/``target_weight``, or a
-            target instrument without a price row.
+            Missing columns, duplicate instruments, or instruments to trade without a market row.
         """
-        for name, frame in (("current", current), ("target", target), ("prices", prices)):
-            dup = frame["instrument"].duplicated(keep=False)
-            if dup.any():
-                raise ValidationError(f"{name}.instrument", "duplicate_key",
-                                      "instrument listed more than once", frame[dup])
+        for name, frame in (("current", current), ("target", target), ("market", market)):
+            _check_unique(name, frame)
         universe = pd.Index(sorted(set(current["instrument"]) | set(target["instrument"])))
-        missing = ~target["instrument"].isin(prices["instrument"])
+        missing = ~pd.Series(universe).isin(market["instrument"]).to_numpy()
         if missing.any():
-            raise ValidationError("prices.instrument", "missing_price",
-                                  "target instruments without a price row", target[missing])
-        px = prices.set_index("instrument").reindex(universe)
+            raise ValidationError("market.instrument", "missing_price",
+                                  "instruments held or targeted without a market row",
+                                  pd.DataFrame({"instrument": universe[missing]}))
+        px = market.set_index("instrument").reindex(universe)
         price = px["price"].to_numpy(dtype=np.float64)
-        tradable = (px["tradable"].fillna(False).to_numpy(dtype=bool) if "tradable" in px
-                    else np.isfinite(price))
-        cur = current.set_index("instrument")["amount"].reindex(universe).fillna(0.0).to_numpy(
-            dtype=np.float64)
+
+        def flag(col, default):
+            return px[col].fillna(False).to_numpy(dtype=bool) if col in px else default
+
+        tradable = flag("tradable", np.isfinite(price))
+        cur_df = current.set_index("instrument").reindex(universe)
+        cur = cur_df["amount"].fillna(0.0).to_numpy(dtype=np.float64)
+        sellable = (cur_df["sellable"].fillna(0.0).to_numpy(dtype=np.float64)
+                    if "sellable" in cur_df else None)
         tgt = target.set_index("instrument")
         if "target_amount" in tgt:
             want = tgt["target_amount"]
@@ -85,11 +103,16 @@ class OrderPlanner:
                                   "target needs target_amount or target_weight", target.head())
         tgt_arr = want.reindex(universe).fillna(0.0).to_numpy(dtype=np.float64)
         priority = universe.get_indexer(target["instrument"])
-        p = plan_orders(cur, tgt_arr, price, tradable, float(cash), self.rules, priority)
+        p = plan_orders(cur, tgt_arr, price, tradable, float(cash), self.rules, priority,
+                        volume=px["volume"].to_numpy(np.float64) if "volume" in px else None,
+                        limit_up=flag("limit_up", None), limit_down=flag("limit_down", None),
+                        sellable=sellable, policy=self.policy)
         orders = pd.DataFrame({
             "instrument": universe[p.instrument].astype(str),
             "side": np.where(p.side > 0, "buy", "sell"),
-            "quantity": p.quantity, "intended_quantity": p.intended, "price": p.price,
+            "quantity": p.quantity, "intended_quantity": p.intended,
+            "order_type": np.where(np.isnan(p.limit_price), "market", "limit"),
+            "price": p.price, "limit_price": p.limit_price, "tick_rounding": p.tick_rounding,
             "value": p.value, "fee": p.fee, "reason": p.reason.astype(str),
         })
         return orders, p.cash_after

@@ -5,7 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from bridge.errors import ConfigError
 from bridge.market.rules import US, MarketRules
+from bridge.portfolio.constraints import Constraints, apply_constraints
+from bridge.portfolio.weights import WEIGHT_METHODS
 from bridge.portfolio.topk import TopkDropout, decide_topk
 
 
@@ -69,6 +72,52 @@ class PortfolioEngine:
         return pd.DataFrame({"instrument": universe[order].astype(str),
                              "target_amount": target[order], "action": action[order],
                              "score": score[order]}).reset_index(drop=True)
+
+    @staticmethod
+    def target_weights(scores: pd.DataFrame, method: str = "equal", returns: pd.DataFrame | None = None,
+                       topk: int | None = None, constraints: Constraints = Constraints(),
+                       sectors: pd.Series | None = None, **params) -> pd.DataFrame:
+        """Weight the best-scored names with a weight method, then apply the constraints.
+
+        Parameters
+        ----------
+        scores : DataFrame
+            ``instrument``, ``score``.
+        method : {"equal", "score", "inverse_volatility", "min_variance"}
+            See :mod:`bridge.portfolio.weights` (one signature for all).
+        returns : DataFrame, optional
+            Daily returns, sessions x instruments (risk-based methods).
+        topk : int, optional
+            Keep the ``topk`` best scores (ties: instrument order); None keeps all.
+        constraints : Constraints
+            Blacklisted names are removed before choosing the top k.
+        sectors : Series of str indexed by instrument, optional
+            For sector caps (e.g. the ``sector`` column of the instruments table).
+        **params
+            Passed to the method (``lookback``, ``max_weight`` for min_variance).
+
+        Returns
+        -------
+        DataFrame
+            ``instrument``, ``target_weight`` (sums to ``1 - cash_buffer``), ``score``,
+            best score first; feed it to :meth:`bridge.planner.OrderPlanner.plan`.
+
+        Raises
+        ------
+        ConfigError
+            Unknown method or missing returns.
+        ConstraintError
+            Infeasible constraints (names which).
+        """
+        if method not in WEIGHT_METHODS:
+            raise ConfigError(f"method must be one of {sorted(WEIGHT_METHODS)}, got {method!r}")
+        s = scores.set_index("instrument")["score"].astype(np.float64)
+        s = s[~s.index.isin(list(constraints.blacklist))]
+        order = np.argsort(-s.to_numpy(), kind="stable")
+        s = s.iloc[order[:topk] if topk else order]
+        w = apply_constraints(WEIGHT_METHODS[method](s, returns, **params), constraints, sectors)
+        return pd.DataFrame({"instrument": s.index.astype(str), "target_weight": w.to_numpy(),
+                             "score": s.to_numpy()})
 
     @staticmethod
     def equal_weight(instruments, cash_buffer: float = 0.0) -> pd.DataFrame:
