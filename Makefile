@@ -34,12 +34,14 @@ preview: data
 
 report: preview chromium
 	$(BIN)/bridge report preview --db $(DATA)/bridge.duckdb --out $(REPORTS) --png
+	$(BIN)/bridge report plan --db $(DATA)/bridge.duckdb --out $(REPORTS)
 
 demo: report
 
 	@echo ""
 	@echo "Demo done: state in $(DATA)/bridge.duckdb; report in $(REPORTS)/preview.html (open it in a browser),"
-	@echo "executed notebook $(REPORTS)/preview.ipynb, NAV chart $(REPORTS)/preview_nav.png."
+	@echo "executed notebook $(REPORTS)/preview.ipynb, NAV chart $(REPORTS)/preview_nav.png;"
+	@echo "tomorrow's orders from the momentum book: $(REPORTS)/plan.html and $(REPORTS)/plan/<date>/orders_*.csv."
 
 test: $(VENV)/.installed-dev chromium
 	$(BIN)/bridge data install-samples --data-dir $(DATA) --db $(DATA)/bridge.duckdb

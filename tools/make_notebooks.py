@@ -125,9 +125,120 @@ print(f"NAV identity holds on {len(chk)} instance-sessions (max gap {gap:.2e}); 
 ]
 
 
+PLAN = [
+    md("""
+# Tomorrow's orders
+
+Predictions + current positions + cash -> the next session's order list, with the reason for every
+trade that was cut or dropped, frozen as a DecisionSnapshot (`bridge plan` does the same from the
+command line). By default the book is the last day of the `momentum_top50` preview instance
+(real positions from `bridge preview run`) and the predictions are the sample data's 20-day
+momentum.
+"""),
+    code("""
+# Parameters (papermill overrides these)
+db_path = None                 # DuckDB file; None -> <project>/data/bridge.duckdb
+data_dir = None                # market data; None -> <project>/data
+predictions = None             # pred.pkl / Parquet / CSV; None -> 20-day momentum of the sample data
+positions = None               # CSV/Parquet (instrument, amount); None -> book of `from_preview`
+from_preview = "momentum_top50"  # preview instance whose last day is the current book
+cash = None                    # None -> that instance's cash
+signal_date = None             # None -> latest date of the predictions
+market = "US"
+topk = 50
+n_drop = 5
+mode = "corrected"             # or "qlib"
+participation = 0.05           # max share of the session's volume per order
+min_order_value = 500.0        # currency
+out_dir = None                 # None -> <project>/reports/plan
+""", tags=["parameters"]),
+    code("""
+from datetime import datetime
+from pathlib import Path
+
+import pandas as pd
+import plotly.express as px
+import plotly.io as pio
+from IPython.display import display
+
+from bridge import paths
+from bridge.market.data import Panel, load_bars
+from bridge.planner import PlanPolicy
+from bridge.planner.job import plan_tomorrow, read_positions
+from bridge.planner.tomorrow import PlanParams
+from bridge.portfolio import TopkDropout
+from bridge.research import momentum
+from bridge.store import read_table
+from bridge.store.snapshots import load_snapshot, replan
+
+pio.renderers.default = "plotly_mimetype+notebook"
+db = Path(db_path or paths.default_db())
+data = Path(data_dir or paths.data_dir())
+if predictions is None:
+    preds = momentum(Panel.from_bars(load_bars(data)), 20)
+else:
+    from bridge.research.qlib_io import read_qlib_predictions
+    preds = read_qlib_predictions(predictions)
+if positions is not None:
+    book = read_positions(positions)
+else:
+    pos = read_table(db, "preview_position", [from_preview]).to_pandas()
+    last = pos["trading_day"].max()
+    book = pos[pos["trading_day"] == last][["instrument", "amount"]].reset_index(drop=True)
+    if cash is None:
+        acc = read_table(db, "preview_account", [from_preview]).to_pandas()
+        cash = float(acc.loc[acc["trading_day"] == last, "cash"].iloc[0])
+cash = float(cash or 0.0)
+params = PlanParams(market=market, topk=TopkDropout(topk=topk, n_drop=n_drop, mode=mode),
+                    policy=PlanPolicy(participation=participation, min_order_value=min_order_value))
+res = plan_tomorrow(preds, book, cash, params, data, db, Path(out_dir or paths.reports_dir() / "plan"),
+                    signal_date, created_at=datetime(2000, 1, 1))
+snap = res.snapshot
+orders = snap.orders
+print(f"book: {len(book)} positions, cash {cash:,.2f}; scores of {snap.signal_date.date()} "
+      f"-> orders for {snap.trade_date.date()}; snapshot {snap.snapshot_id}")
+"""),
+    md("## The order list"),
+    code("""
+display(orders.style.format({"quantity": "{:,.0f}", "intended_quantity": "{:,.2f}", "price": "{:.2f}",
+                             "value": "{:,.2f}", "fee": "{:.2f}", "limit_price": "{:.2f}",
+                             "tick_rounding": "{:.4f}"}).hide(axis="index"))
+"""),
+    md("## What was cut or dropped, and why"),
+    code("""
+cut = orders[orders["reason"] != ""]
+summary = cut.groupby(["side", "reason"]).size().rename("trades").reset_index()
+print(f"{(orders['quantity'] > 0).sum()} orders; {len(cut)} intended trades cut or dropped")
+px.bar(summary, x="reason", y="trades", color="side", title="Cut or dropped trades by reason",
+       template="plotly_white") if len(cut) else print("nothing cut")
+"""),
+    md("## Book after the orders (value by instrument)"),
+    code("""
+after = book.set_index("instrument")["amount"].reindex(
+    sorted(set(book["instrument"]) | set(orders["instrument"]))).fillna(0.0)
+signed = orders.assign(q=orders["quantity"].where(orders["side"] == "buy", -orders["quantity"]))
+after = after.add(signed.groupby("instrument")["q"].sum(), fill_value=0.0)
+value = (after * snap.market.set_index("instrument")["price"].reindex(after.index)).rename("value")
+value = value[value > 0].sort_values(ascending=False).reset_index()
+px.bar(value, x="instrument", y="value", title=f"Book after the orders ({len(value)} names)",
+       template="plotly_white")
+"""),
+    md("## The snapshot reproduces its orders"),
+    code("""
+stored = load_snapshot(db, snap.snapshot_id)
+again = replan(stored)
+assert again.equals(stored.orders), "re-planning from the snapshot changed the orders"
+print(f"snapshot {snap.snapshot_id}: re-planned {len(again)} orders, identical; files: "
+      + ", ".join(str(f) for f in res.files))
+"""),
+]
+
+
 def write(name, cells):
     nb = nbf.v4.new_notebook()
     nb.cells = cells
+    for i, cell in enumerate(cells):  # stable ids: regenerating changes nothing
+        cell.id = f"{name}-{i:02d}"
     nb.metadata["kernelspec"] = {"name": "bridge", "display_name": "Python (bridge)",
                                  "language": "python"}
     nb.metadata["language_info"] = {"name": "python"}
@@ -138,3 +249,4 @@ def write(name, cells):
 
 if __name__ == "__main__":
     write("preview", PREVIEW)
+    write("plan", PLAN)

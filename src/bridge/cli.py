@@ -112,6 +112,82 @@ def preview_run(data_dir: DataDir = None, db: DbPath = None,
                               .iter_rows()))
 
 
+@app.command("plan")
+def plan(predictions: Annotated[Path | None, typer.Option(
+             help="Qlib pred.pkl, Parquet or CSV (datetime, instrument, score); default: the "
+                  "sample data's 20-day momentum")] = None,
+         positions: Annotated[Path | None, typer.Option(
+             help="CSV/Parquet: instrument, amount[, sellable, days_held]; default: empty book")] = None,
+         cash: Annotated[float, typer.Option(help="Available cash, currency")] = 1_000_000.0,
+         signal_date: Annotated[str | None, typer.Option(help="Scores of this date (default: latest)")] = None,
+         market: Annotated[str, typer.Option(help="US or CN")] = "US",
+         topk: int = 50, n_drop: int = 5,
+         mode: Annotated[str, typer.Option(help="corrected (default) or qlib")] = "corrected",
+         risk_degree: float = 0.95,
+         participation: Annotated[float | None, typer.Option(help="Max share of session volume")] = None,
+         min_order_value: float = 0.0,
+         limit_offset_bps: Annotated[float | None, typer.Option(help="Limit orders at this offset")] = None,
+         replay: Annotated[str | None, typer.Option(help="Re-plan a stored snapshot id and compare")] = None,
+         data_dir: DataDir = None, db: DbPath = None,
+         out: Annotated[Path | None, typer.Option(help="Output folder [default: <root>/reports/plan]")] = None,
+         as_of: Annotated[str | None, typer.Option(help="created_at of the snapshot (ISO)")] = None) -> None:
+    """Tomorrow's orders: predictions + positions + cash -> the next session's order list."""
+    from rich.table import Table
+
+    from bridge.market.rules import MARKETS
+    from bridge.planner.core import PlanPolicy
+    from bridge.planner.job import plan_tomorrow, read_positions
+    from bridge.planner.tomorrow import PlanParams
+    from bridge.portfolio.topk import TopkDropout
+    from bridge.store.snapshots import load_snapshot, replan
+
+    con = _console()
+    data_dir = data_dir or paths.data_dir()
+    db = db or paths.default_db()
+    if replay:
+        snap = load_snapshot(db, replay)
+        again = replan(snap)
+        same = again.equals(snap.orders)
+        con.print(f"snapshot {replay}: {len(again)} orders re-planned; identical to the stored "
+                  f"orders: {same}")
+        raise typer.Exit(0 if same else 1)
+    if market not in MARKETS:
+        raise typer.BadParameter(f"market must be one of {sorted(MARKETS)}", param_hint="--market")
+    if predictions is None:
+        from bridge.market.data import Panel, load_bars
+        from bridge.research import momentum
+
+        preds = momentum(Panel.from_bars(load_bars(data_dir)), 20)
+    else:
+        from bridge.research.qlib_io import read_qlib_predictions
+
+        preds = read_qlib_predictions(predictions)
+    params = PlanParams(market=market, topk=TopkDropout(topk=topk, n_drop=n_drop, mode=mode,
+                                                       risk_degree=risk_degree),
+                        policy=PlanPolicy(participation=participation, min_order_value=min_order_value,
+                                          limit_offset_bps=limit_offset_bps))
+    res = plan_tomorrow(preds, read_positions(positions), cash, params, data_dir, db,
+                        out or paths.reports_dir() / "plan", signal_date,
+                        datetime.fromisoformat(as_of) if as_of else None)
+    snap = res.snapshot
+    o = snap.orders
+    t = Table(title=f"Orders for {snap.trade_date.date()} (scores of {snap.signal_date.date()}), "
+                    f"snapshot {snap.snapshot_id}")
+    for col in ("instrument", "side", "quantity", "intended", "price", "value", "fee", "reason"):
+        t.add_column(col, justify="left" if col in ("instrument", "side", "reason") else "right")
+    for r in o.itertuples():
+        t.add_row(r.instrument, r.side, f"{r.quantity:,.0f}", f"{r.intended_quantity:,.2f}",
+                  f"{r.price:.2f}", f"{r.value:,.2f}", f"{r.fee:.2f}", r.reason)
+    con.print(t)
+    cut = o[o["reason"] != ""]
+    con.print(f"{(o['quantity'] > 0).sum()} orders, {len(cut)} cut or dropped"
+              + (": " + ", ".join(f"{k}={v}" for k, v in cut["reason"].value_counts().sort_index().items())
+                 if len(cut) else ""))
+    con.print(f"snapshot {'stored' if res.created else 'already stored'} in {db}")
+    for f in res.files:
+        con.print(f"wrote {f}")
+
+
 @report_app.command("preview")
 def report_preview(db: DbPath = None,
                    out: Annotated[Path | None, typer.Option(help="Output folder [default: <root>/reports]")] = None,
@@ -125,6 +201,21 @@ def report_preview(db: DbPath = None,
     with con.status("executing notebooks/preview.ipynb with papermill ..."):
         written = execute_notebook("preview", out, {"db_path": str(db), "png_path":
                                                     str(out / "preview_nav.png") if png else ""})
+    for p in written:
+        con.print(f"wrote {p}")
+
+
+@report_app.command("plan")
+def report_plan(db: DbPath = None,
+                out: Annotated[Path | None, typer.Option(help="Output folder [default: <root>/reports]")] = None) -> None:
+    """Execute notebooks/plan.ipynb (tomorrow's orders from the preview's book) with papermill."""
+    from bridge.reports.notebooks import execute_notebook
+
+    out = out or paths.reports_dir()
+    db = db or paths.default_db()
+    con = _console()
+    with con.status("executing notebooks/plan.ipynb with papermill ..."):
+        written = execute_notebook("plan", out, {"db_path": str(db), "out_dir": str(out / "plan")})
     for p in written:
         con.print(f"wrote {p}")
 

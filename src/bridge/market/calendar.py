@@ -75,3 +75,26 @@ def sessions(start, end, exchange: str = "XNYS") -> pd.DatetimeIndex:
             )
     out = cal.sessions_in_range(start, end)
     return pd.DatetimeIndex(out.tz_localize(None) if out.tz is not None else out)
+
+
+def next_session(day, exchange: str = "XNYS"):
+    """The first session of ``exchange`` strictly after ``day`` (a pandas Timestamp).
+
+    Raises
+    ------
+    CalendarError
+        If that session lies beyond the sessions exchange-calendars publishes (XSHG: after
+        2026-12-31 in exchange-calendars 4.13.2): bridge says so instead of guessing.
+    """
+    import pandas as pd
+
+    cal = get_calendar(exchange)
+    day = pd.Timestamp(day).normalize()
+    if day < cal.first_session or day >= cal.last_session:
+        raise CalendarError(
+            f"no {exchange} session after {day.date()} is known: exchange-calendars publishes "
+            f"{cal.first_session.date()} .. {cal.last_session.date()}; bridge does not guess")
+    nxt = cal.date_to_session(day, direction="next")
+    if nxt == day:
+        nxt = cal.next_session(day)
+    return pd.Timestamp(nxt).tz_localize(None) if pd.Timestamp(nxt).tz else pd.Timestamp(nxt)

@@ -37,7 +37,8 @@ class PortfolioEngine:
             ``instrument``, ``amount`` (shares), optional ``days_held`` (int sessions; default
             a large number, i.e. sellable).
         prices : DataFrame
-            ``instrument``, ``price`` (this session's deal price), optional ``tradable``.
+            ``instrument``, ``price`` (this session's deal price), optional ``tradable``,
+            ``limit_up``, ``limit_down`` (bool).
         cash : float
             Cash before trading, currency.
         params : TopkDropout
@@ -61,8 +62,10 @@ class PortfolioEngine:
         tradable = (px["tradable"].fillna(False).to_numpy(bool) if "tradable" in px
                     else np.isfinite(price))
         held = amount > 0
+        flags = {k: px[k].fillna(False).to_numpy(bool) for k in ("limit_up", "limit_down")
+                 if k in px}
         target, buy = decide_topk(score, amount, days, price, tradable, cash, params, self.rules,
-                                  rng)
+                                  rng, **flags)
         sell = np.flatnonzero(held & (target < amount))
         action = np.where(held, "hold", "")
         action[sell] = "sell"

@@ -39,6 +39,24 @@ DDL = {
     "preview_cut": """
         preview_id VARCHAR, trading_day DATE, instrument VARCHAR, side VARCHAR,
         intended_quantity DOUBLE, quantity DOUBLE, reason VARCHAR""",
+    # DecisionSnapshot: frozen inputs + parameters + data version of one planning decision
+    "decision_snapshot": """
+        snapshot_id VARCHAR PRIMARY KEY, created_at TIMESTAMP, signal_date DATE, trade_date DATE,
+        market VARCHAR, params VARCHAR, data_hash VARCHAR, inputs_hash VARCHAR, cash DOUBLE,
+        cash_after DOUBLE, n_orders BIGINT""",
+    "snapshot_signal": "snapshot_id VARCHAR, instrument VARCHAR, score DOUBLE",
+    "snapshot_position": """
+        snapshot_id VARCHAR, instrument VARCHAR, amount DOUBLE, sellable DOUBLE, days_held BIGINT""",
+    "snapshot_market": """
+        snapshot_id VARCHAR, instrument VARCHAR, price DOUBLE, tradable BOOLEAN, volume DOUBLE,
+        limit_up BOOLEAN, limit_down BOOLEAN""",
+    "snapshot_target": """
+        snapshot_id VARCHAR, instrument VARCHAR, target_amount DOUBLE, action VARCHAR, score DOUBLE""",
+    # the orders planned from a snapshot (dropped trades included, with their reason)
+    "planned_order": """
+        snapshot_id VARCHAR, seq BIGINT, instrument VARCHAR, side VARCHAR, quantity DOUBLE,
+        intended_quantity DOUBLE, order_type VARCHAR, price DOUBLE, limit_price DOUBLE,
+        tick_rounding DOUBLE, value DOUBLE, fee DOUBLE, reason VARCHAR""",
     # market data rows refused on load, and sessions missing from the data
     "data_rejects": """
         datetime DATE, instrument VARCHAR, open DOUBLE, high DOUBLE, low DOUBLE, close DOUBLE,
