@@ -106,12 +106,13 @@ class MarketRules:
         -------
         float or ndarray
             ``max(min_commission, value * commission_bps / 1e4) + sell * value * stamp_duty_bps
-            / 1e4`` (rounded to 0.01 when ``round_cents``), 0 where ``value == 0``.
+            / 1e4``, each term rounded to 0.01 when ``round_cents``; 0 where ``value == 0``.
         """
         value = np.asarray(value, dtype=np.float64)
-        fee = np.maximum(self.min_commission, value * (self.commission_bps / 1e4))
-        fee = fee + np.where(sell, value * (self.stamp_duty_bps / 1e4), 0.0)
-        out = np.where(value > 0, self.money(fee), 0.0)
+        # each component is rounded on its own, as a broker statement shows them
+        fee = self.money(np.maximum(self.min_commission, value * (self.commission_bps / 1e4)))
+        fee = fee + np.where(sell, self.money(value * (self.stamp_duty_bps / 1e4)), 0.0)
+        out = np.where(value > 0, fee, 0.0)
         return float(out) if out.ndim == 0 else out
 
     def round_quantity(self, qty: float) -> float:
