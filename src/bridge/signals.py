@@ -11,6 +11,7 @@ from collections.abc import Iterable
 import numpy as np
 import pandas as pd
 
+from bridge._frames import member
 from bridge.errors import SignalValidationError
 
 SIGNAL_COLUMNS = ["datetime", "instrument", "score"]
@@ -80,14 +81,13 @@ def validate_signals(signals, instruments: Iterable[str] | None = None,
         raise SignalValidationError("score", "nan", "score is NaN, infinite or not a number",
                                     df[bad])
     if instruments is not None:
-        known = pd.Index(list(instruments)).astype(str)
-        unknown = ~df["instrument"].isin(known)
+        unknown = ~member(df["instrument"], pd.Index(list(instruments)).astype(str))
         if unknown.any():
             raise SignalValidationError("instrument", "unknown_instrument",
                                         "instrument not in the instruments table", df[unknown])
     if sessions is not None:
         cal = pd.DatetimeIndex(pd.to_datetime(list(sessions))).normalize()
-        off = ~df["datetime"].isin(cal)
+        off = ~member(df["datetime"], cal)
         if off.any():
             raise SignalValidationError("datetime", "off_calendar",
                                         "datetime is not an exchange session", df[off])

@@ -82,10 +82,12 @@ class Panel:
     @classmethod
     def from_bars(cls, bars: pl.DataFrame) -> Panel:
         """Build from a long bars frame (columns as in :func:`load_bars`)."""
-        sessions = np.unique(bars["datetime"].to_numpy().astype("datetime64[D]"))
-        instruments = np.unique(bars["instrument"].to_numpy().astype(str))
-        ti = np.searchsorted(sessions, bars["datetime"].to_numpy().astype("datetime64[D]"))
-        ni = np.searchsorted(instruments, bars["instrument"].to_numpy().astype(str))
+        codes = bars.select(
+            (pl.col("datetime").rank("dense") - 1).alias("t"),
+            (pl.col("instrument").rank("dense") - 1).alias("n"))
+        ti, ni = codes["t"].to_numpy(), codes["n"].to_numpy()
+        sessions = np.sort(bars["datetime"].unique().to_numpy()).astype("datetime64[D]")
+        instruments = np.sort(bars["instrument"].unique().to_numpy().astype(str))
         shape = (len(sessions), len(instruments))
         fields = {}
         for col in ("open", "high", "low", "close", "volume"):

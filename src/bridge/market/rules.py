@@ -89,8 +89,16 @@ class MarketRules:
         return replace(self, **changes)
 
     def money(self, value):
-        """Round currency amounts to the cent when ``round_cents``."""
-        return np.round(value, 2) if self.round_cents else value
+        """Round currency amounts to the cent when ``round_cents``.
+
+        Same arithmetic as ``numpy.round(value, 2)`` (``rint(value * 100) / 100``) for scalars
+        and arrays, so the scalar fast path and the vectorised path agree bit for bit.
+        """
+        if not self.round_cents:
+            return value
+        if isinstance(value, float):
+            return round(value * 100.0) / 100.0
+        return np.round(value, 2)
 
     def fee(self, value, sell):
         """Fees of orders, currency.
@@ -108,6 +116,13 @@ class MarketRules:
             ``max(min_commission, value * commission_bps / 1e4) + sell * value * stamp_duty_bps
             / 1e4``, each term rounded to 0.01 when ``round_cents``; 0 where ``value == 0``.
         """
+        if isinstance(value, float) and isinstance(sell, bool | np.bool_):
+            if not value > 0:
+                return 0.0
+            fee = self.money(max(self.min_commission, value * (self.commission_bps / 1e4)))
+            if sell and self.stamp_duty_bps:
+                fee += self.money(value * (self.stamp_duty_bps / 1e4))
+            return float(fee)
         value = np.asarray(value, dtype=np.float64)
         # each component is rounded on its own, as a broker statement shows them
         fee = self.money(np.maximum(self.min_commission, value * (self.commission_bps / 1e4)))

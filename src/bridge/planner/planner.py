@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from bridge._frames import member
 from bridge.errors import ValidationError
 from bridge.market.rules import US, MarketRules
 from bridge.planner.core import PlanPolicy, plan_orders
@@ -75,8 +76,8 @@ class OrderPlanner:
         """
         for name, frame in (("current", current), ("target", target), ("market", market)):
             _check_unique(name, frame)
-        universe = pd.Index(sorted(set(current["instrument"]) | set(target["instrument"])))
-        missing = ~pd.Series(universe).isin(market["instrument"]).to_numpy()
+        universe = pd.Index(current["instrument"]).union(pd.Index(target["instrument"]))
+        missing = ~member(universe, market["instrument"])
         if missing.any():
             raise ValidationError("market.instrument", "missing_price",
                                   "instruments held or targeted without a market row",

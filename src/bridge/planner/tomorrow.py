@@ -14,6 +14,7 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 import pandas as pd
 
+from bridge._frames import member
 from bridge.errors import ValidationError
 from bridge.market.rules import MARKETS
 from bridge.planner.core import PlanPolicy
@@ -85,9 +86,9 @@ def plan_session(scores: pd.DataFrame, positions: pd.DataFrame, cash: float,
         A held or scored instrument without a market row (named in ``rows``).
     """
     rules = MARKETS[params.market]
-    known = set(market["instrument"])
+    known = market["instrument"]
     for name, frame in (("positions", positions), ("scores", scores)):
-        unknown = ~frame["instrument"].isin(known)
+        unknown = ~member(frame["instrument"], known)
         if unknown.any():
             raise ValidationError(f"{name}.instrument", "unknown_instrument",
                                   "no market data (price) for these instruments", frame[unknown])

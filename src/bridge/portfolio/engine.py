@@ -51,7 +51,7 @@ class PortfolioEngine:
             ``instrument``, ``target_amount`` (float shares, unrounded), ``action``
             ("hold", "sell", "buy"), ``score``; buys in descending score (the buy priority).
         """
-        universe = pd.Index(sorted(set(scores["instrument"]) | set(current["instrument"])))
+        universe = pd.Index(scores["instrument"]).union(pd.Index(current["instrument"]))
         score = scores.set_index("instrument")["score"].reindex(universe).to_numpy(np.float64)
         cur_df = current.set_index("instrument").reindex(universe)
         amount = cur_df["amount"].fillna(0.0).to_numpy(np.float64)
