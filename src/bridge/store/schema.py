@@ -1,5 +1,9 @@
 """DuckDB schema of bridge's state (DDL is the single source of column names and types).
 
+Bulk tables carry no PRIMARY KEY: DuckDB maintains an ART index per key, which made replacing an
+instance's rows ~10x slower; uniqueness of (preview_id, trading_day[, instrument]) is guaranteed
+by the engine and checked in tests.
+
 Units: quantities and amounts in shares; prices currency/share; values, cash, fees and PnL in the
 account currency; drawdown and turnover as fractions.
 """
@@ -26,15 +30,13 @@ DDL = {
     # end-of-day holdings (seed 004 preview_position)
     "preview_position": """
         preview_id VARCHAR, trading_day DATE, instrument VARCHAR, amount DOUBLE,
-        avg_cost DOUBLE, last_price DOUBLE, market_value DOUBLE,
-        PRIMARY KEY (preview_id, trading_day, instrument)""",
+        avg_cost DOUBLE, last_price DOUBLE, market_value DOUBLE""",
     # end-of-day settlement (seed 004 preview_account + peak/drawdown)
     "preview_account": """
         preview_id VARCHAR, trading_day DATE, cash DOUBLE, market_value DOUBLE,
         total_value DOUBLE, daily_pnl DOUBLE, cum_pnl DOUBLE, peak DOUBLE, drawdown DOUBLE,
         turnover DOUBLE,           -- traded value / previous total_value
-        cost DOUBLE, n_trades BIGINT,
-        PRIMARY KEY (preview_id, trading_day)""",
+        cost DOUBLE, n_trades BIGINT""",
     # intended trades the planner cut or dropped, with the reason
     "preview_cut": """
         preview_id VARCHAR, trading_day DATE, instrument VARCHAR, side VARCHAR,
