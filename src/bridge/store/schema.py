@@ -59,6 +59,37 @@ DDL = {
         snapshot_id VARCHAR, seq BIGINT, instrument VARCHAR, side VARCHAR, quantity DOUBLE,
         intended_quantity DOUBLE, order_type VARCHAR, price DOUBLE, limit_price DOUBLE,
         tick_rounding DOUBLE, value DOUBLE, fee DOUBLE, reason VARCHAR""",
+    # ---- execution (paper/live): orders, fills, positions, account, runs, audit ----
+    "trade_run": """
+        run_id VARCHAR PRIMARY KEY, snapshot_id VARCHAR, mode VARCHAR, broker VARCHAR,
+        strategy_id VARCHAR, started_ts_ms BIGINT, finished_ts_ms BIGINT, n_orders BIGINT,
+        n_denied BIGINT, n_rejected BIGINT, n_filled BIGINT, n_inflight BIGINT, status VARCHAR""",
+    # one row per order, written (status INITIALIZED) before anything is sent, then updated
+    "exec_order": """
+        client_order_id VARCHAR, run_id VARCHAR, mode VARCHAR, broker VARCHAR,
+        strategy_id VARCHAR, decision_snapshot_id VARCHAR, instrument VARCHAR, side VARCHAR,
+        quantity DOUBLE, order_type VARCHAR, limit_price DOUBLE, time_in_force VARCHAR,
+        px_intent DOUBLE,          -- decision (reference) price, currency/share
+        created_ts_ms BIGINT, status VARCHAR, filled_quantity DOUBLE, avg_fill_price DOUBLE,
+        commission DOUBLE, broker_order_id VARCHAR, reject_reason VARCHAR, deny_reason VARCHAR,
+        last_status_ts_ms BIGINT""",
+    # fills deduplicated by exec_id; raw keeps the broker's payload (JSON)
+    "exec_fill": """
+        exec_id VARCHAR, client_order_id VARCHAR, broker_order_id VARCHAR, run_id VARCHAR,
+        mode VARCHAR, strategy_id VARCHAR, instrument VARCHAR, side VARCHAR, quantity DOUBLE,
+        price DOUBLE, commission DOUBLE, fees DOUBLE, currency VARCHAR, exchange VARCHAR,
+        ts_ms BIGINT, raw VARCHAR""",
+    # bridge's own book per strategy and mode (replaced as a whole when it changes)
+    "exec_position": """
+        strategy_id VARCHAR, mode VARCHAR, instrument VARCHAR, quantity DOUBLE, avg_cost DOUBLE,
+        updated_ts_ms BIGINT""",
+    "exec_account": """
+        strategy_id VARCHAR, mode VARCHAR, ts_ms BIGINT, cash DOUBLE, market_value DOUBLE,
+        equity DOUBLE""",
+    # ORDER_SUBMIT / ORDER_CANCEL with success or failure, risk state changes, approvals, syncs
+    "audit_log": """
+        ts_ms BIGINT, kind VARCHAR, client_order_id VARCHAR, success BOOLEAN, error VARCHAR,
+        actor VARCHAR, detail VARCHAR""",
     # market data rows refused on load, and sessions missing from the data
     "data_rejects": """
         datetime DATE, instrument VARCHAR, open DOUBLE, high DOUBLE, low DOUBLE, close DOUBLE,
