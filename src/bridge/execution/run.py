@@ -43,6 +43,7 @@ class RunReport:
     orders: list[Order] = field(default_factory=list)
     duplicates: list[str] = field(default_factory=list)
     unknown_resolved: int = 0
+    ctx: dict = field(default_factory=dict)
 
     def count(self, status: OrderStatus) -> int:
         return sum(o.status == status for o in self.orders)
@@ -115,7 +116,7 @@ class TradeRun:
     # ---- the run ---------------------------------------------------------------------------
     def load_orders(self, snapshot_id: str) -> list[dict]:
         """The snapshot's planned orders with a quantity (dropped trades stay in the snapshot)."""
-        with xs.connect(self.db, read_only=True) as con:
+        with xs.connect(self.db) as con:
             if not con.execute("SELECT 1 FROM decision_snapshot WHERE snapshot_id = ?",
                                [snapshot_id]).fetchall():
                 raise SnapshotRequired(f"no DecisionSnapshot {snapshot_id!r} in {self.db}: an "
@@ -177,6 +178,7 @@ class TradeRun:
         for o, ctx in zip(orders, ctxs, strict=True):
             self._submit_one(o, ctx, account, report)
         report.orders = orders
+        report.ctx = {c.client_order_id: c for c in ctxs}
         self._checkpoint(report, px)
         return report
 
@@ -210,6 +212,14 @@ class TradeRun:
                             raw=res.raw)
             res = self.executor.resolve(ctx)
             report.unknown_resolved += res.status != "UNKNOWN"
+        self._apply_answer(o, res, report)
+        if res.status == "ACCEPTED" and o.side == "buy":  # reserve the cash it may spend
+            account.cash -= o.quantity * (ctx.limit_price or ctx.px_intent)
+
+    def _apply_answer(self, o: Order, res, report: RunReport) -> None:
+        """Record the executor's answer to a submit (or to the query that resolved it)."""
+        if res.status == "UNKNOWN":
+            return  # stays SUBMITTED: in flight until the broker answers
         self.metrics.latency_ms.observe(res.latency_ms)
         self.metrics.submit_total.labels(result=res.status.lower(),
                                          reason=res.reject_reason or "").inc()
@@ -221,8 +231,6 @@ class TradeRun:
             o.broker_order_id = res.broker_order_id
             o.transition(S.ACCEPTED, res.ts_ms)
             self._event(EventType.ORDER_ACCEPTED, o, broker_order_id=res.broker_order_id)
-            if o.side == "buy":  # reserve the cash this order may spend
-                account.cash -= o.quantity * (ctx.limit_price or ctx.px_intent)
         elif res.status == "REJECTED":
             o.transition(S.REJECTED, res.ts_ms, res.reject_reason or "")
             self._event(EventType.ORDER_REJECTED, o, reason=res.reject_reason)
@@ -233,6 +241,10 @@ class TradeRun:
     def collect(self, report: RunReport) -> RunReport:
         """Apply the executor's new fills and order statuses; update bridge's book; persist."""
         by_id = {o.client_order_id: o for o in report.orders}
+        for o in report.orders:  # submits still in flight: ask the broker again
+            if o.status == S.SUBMITTED:
+                res = self.executor.resolve(report.ctx[o.client_order_id])
+                self._apply_answer(o, res, report)
         fills = self.executor.flush()
         new_fills = []
         for f in fills:
