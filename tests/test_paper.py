@@ -176,3 +176,37 @@ def test_run_without_snapshot_is_blocked(panel, tmp_path):
         run.submit_snapshot(None, 0)
     with pytest.raises(SnapshotRequired, match="bridge plan"):
         run.submit_snapshot("ds-missing", 0)
+
+
+def test_trade_overview_and_outbox_events(panel, tmp_path):
+    """A hand-made snapshot through the run: overview numbers and the events read back in order."""
+    from bridge.execution.events import EventType
+    from bridge.execution.outbox import Outbox, read_events
+    from bridge.execution.overview import trade_overview
+    from bridge.planner.tomorrow import PlanParams
+    from bridge.store.snapshots import build_snapshot, save_snapshot
+
+    db = tmp_path / "o.duckdb"
+    snap = build_snapshot("2010-01-04", "2010-01-05", PlanParams(), "h", 10_000.0,
+                          pd.DataFrame({"instrument": ["A", "B"], "score": [2.0, 1.0]}),
+                          pd.DataFrame({"instrument": [], "amount": []}),
+                          pd.DataFrame({"instrument": ["A", "B"], "price": [10.0, 20.0]}))
+    save_snapshot(db, snap, datetime(2010, 1, 4))
+    broker = PaperBroker(panel, 10_000.0, RULES, participation=1.0, clock=lambda: 1)
+    with Outbox(tmp_path / "events") as box:
+        run = TradeRun(db, SimExecutor(broker), RiskEngine.default(max_weight=1.0), lambda: 1,
+                       outbox=box, strategy_id="s1")
+        rep = run.submit_snapshot(snap.snapshot_id, 1)
+        advance_session(run.executor, "2010-01-05")
+        run.collect(rep)
+    ov = trade_overview(db)
+    assert ov.open_orders.height == 0
+    assert sorted(ov.positions["instrument"]) == ["A", "B"]
+    row = ov.pnl.row(0, named=True)
+    assert (row["strategy_id"], row["mode"], row["n_orders"], row["n_fills"]) == ("s1", "paper", 2, 2)
+    assert row["equity"] == pytest.approx(row["cash"] + row["market_value"])
+    events = list(read_events(tmp_path / "events"))
+    assert [e.seq for e in events] == list(range(1, len(events) + 1))
+    kinds = [e.type for e in events]
+    assert kinds.count(EventType.ORDER_SUBMITTED) == 2 and kinds.count(EventType.ORDER_FILLED) == 2
+    assert kinds.index(EventType.ORDER_SUBMITTED) < kinds.index(EventType.ORDER_FILLED)

@@ -3,6 +3,7 @@
 from datetime import datetime
 
 import duckdb
+import pandas as pd
 import numpy as np
 import pytest
 
@@ -98,3 +99,21 @@ def test_orders_respect_lots_and_cuts_have_reasons(db):
     cuts = read_table(db, "preview_cut")
     assert set(cuts["reason"].unique()) <= {"lot", "cash", "suspended", "no_price"}
     assert (cuts["reason"] != "").all()
+
+
+def test_date_range_filters_accept_strings_and_dates(sample_dir):
+    from datetime import date
+
+    from bridge.market.data import load_bars
+
+    a = load_bars(sample_dir, "2010-01-04", "2010-01-08")
+    b = load_bars(sample_dir, date(2010, 1, 4), pd.Timestamp("2010-01-08"))
+    assert a.equals(b) and a["datetime"].n_unique() == 5
+
+
+def test_preview_run_on_a_date_range(sample_dir, tmp_path):
+    run = run_pipeline(sample_dir, tmp_path / "r.duckdb", start="2010-01-04", end="2010-03-31",
+                       created_at=AS_OF)
+    acc = run.result.account
+    assert acc["trading_day"].min().isoformat() == "2010-01-04"
+    assert acc["trading_day"].n_unique() == 61

@@ -135,6 +135,8 @@ class PaperBroker:
         self._ids = itertools.count(1)
         self._exec = itertools.count(1)
         self._col = {name: i for i, name in enumerate(panel.instruments)}
+        self._marks = panel.last_close()
+        self._mark, self._mark_t = self._marks[0], 0
         self.calls = {"place": 0, "placed": 0}
         # open interest kept incrementally: placement checks are O(1), not a scan of all orders
         self._reserved_cash = 0.0                        # open buy notional at reserve prices
@@ -209,11 +211,11 @@ class PaperBroker:
         return ""
 
     def _last_price(self, instrument: str) -> float:
-        col = self._col[instrument]
+        """Last close up to the current session (carried over missing bars), NaN before any."""
         t = getattr(self, "_t", 0)
-        close = self.panel.close[: t + 1, col]
-        ok = np.flatnonzero(np.isfinite(close))
-        return float(close[ok[-1]]) if len(ok) else float("nan")
+        if self._mark_t != t:
+            self._mark, self._mark_t = self._marks[t], t
+        return float(self._mark[self._col[instrument]])
 
     def _buying_power(self) -> float:
         return self.account.cash - self._reserved_cash

@@ -459,6 +459,9 @@ class Order:
     fills: dict[str, Fill] = field(default_factory=dict)
     history: list[tuple[int, OrderStatus, OrderStatus, str]] = field(default_factory=list)
     anomalies: list[LateFillAfterTerminal] = field(default_factory=list)
+    # exact running sums over fills (quantity, notional, commission, fees): O(1) per fill
+    _sums: list = field(default_factory=lambda: [Fraction(0)] * 4, init=False, repr=False,
+                        compare=False)
 
     def __post_init__(self) -> None:
         if self.side not in SIDES:
@@ -480,6 +483,8 @@ class Order:
         if self.last_status_ts_ms is None:
             self.last_status_ts_ms = self.created_ts_ms
         if self.fills:
+            for f in self.fills.values():
+                self._add(f)
             self._recompute()
         elif self.filled_quantity:
             raise ConfigError("filled_quantity must come from fills: pass the order's fills")
@@ -581,6 +586,7 @@ class Order:
             check_transition(self.status, target, self.client_order_id)
 
         self.fills[fill.exec_id] = fill
+        self._add(fill)
         if self.broker_order_id is None and fill.broker_order_id:
             self.broker_order_id = fill.broker_order_id
         self._recompute()
@@ -603,24 +609,28 @@ class Order:
         return True
 
     def _filled_exact(self) -> Fraction:
-        return sum((_exact(f.quantity) for f in self.fills.values()), Fraction(0))
+        return self._sums[0]
+
+    def _add(self, f: Fill) -> None:
+        q = _exact(f.quantity)
+        s = self._sums
+        self._sums = [s[0] + q, s[1] + q * _exact(f.price), s[2] + _exact(f.commission),
+                      s[3] + _exact(f.fees)]
 
     def _recompute(self) -> None:
-        qty = self._filled_exact()
-        notional = sum((_exact(f.quantity) * _exact(f.price) for f in self.fills.values()),
-                       Fraction(0))
+        qty, notional, commission, fees = self._sums
         self.filled_quantity = float(qty)
         self.avg_fill_price = float(notional / qty) if qty else 0.0
-        self.commission = float(sum((_exact(f.commission) for f in self.fills.values()),
-                                    Fraction(0)))
-        self.fees = float(sum((_exact(f.fees) for f in self.fills.values()), Fraction(0)))
+        self.commission = float(commission)
+        self.fees = float(fees)
 
     # -- views ---------------------------------------------------------------------------------
 
     @property
     def remaining(self) -> float:
         """Shares still to fill, ``quantity - filled_quantity`` computed exactly (leaves qty)."""
-        return float(_exact(self.quantity) - self._filled_exact())
+        return float(_exact(self.quantity) - self._filled_exact()) if self.fills else float(
+            self.quantity)
 
     @property
     def is_terminal(self) -> bool:

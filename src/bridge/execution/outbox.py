@@ -210,7 +210,8 @@ class Outbox:
     Raises
     ------
     OutboxError
-        Another live process holds the outbox (POSIX file lock on ``root/outbox.lock``).
+        Another writer holds the outbox (POSIX file lock on ``root/outbox.lock``; a killed
+        process releases it).
 
     Notes
     -----
@@ -277,8 +278,8 @@ class Outbox:
             fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             f.close()
-            raise OutboxError(f"outbox {self.root} is open in another process; one writer at a "
-                              "time") from None
+            raise OutboxError(f"outbox {self.root} is held by another writer (another process, "
+                              "or another open Outbox); one writer at a time") from None
         return f
 
     def _release_lock(self) -> None:

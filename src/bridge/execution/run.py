@@ -85,13 +85,17 @@ class TradeRun:
         self._money = self._money.money if self._money is not None else (lambda x: round(x, 2))
         self._audit: list[dict] = []
         self._events: list[ExecutionEvent] = []
+        self._n_events = 0
         risk.on_audit = self._on_risk_audit
 
     # ---- records ---------------------------------------------------------------------------
     def _event(self, type_: EventType, order: Order | None, **payload) -> None:
         cid = order.client_order_id if order else None
-        body = json.dumps([type_.value, cid, payload], sort_keys=True, default=str)
-        ev = ExecutionEvent(seq=0, event_id=hashlib.sha256(body.encode()).hexdigest()[:24],
+        # deterministic id: the run's n-th event of this type for this order (no JSON here: this
+        # is on the hot path; the outbox serialises the payload once)
+        self._n_events += 1
+        key = f"{type_.value}|{cid}|{self._n_events}".encode()
+        ev = ExecutionEvent(seq=0, event_id=hashlib.blake2b(key, digest_size=12).hexdigest(),
                             type=type_, ts_ms=int(self.clock()), client_order_id=cid,
                             instrument=order.instrument if order else None,
                             strategy_id=self.strategy_id, payload=payload)

@@ -9,6 +9,7 @@ is pushed down to the file.
 from __future__ import annotations
 
 import json
+from datetime import date, datetime
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,11 +27,22 @@ def _require(path: Path) -> Path:
     return path
 
 
+def _as_date(value) -> date:
+    """A date from a date, datetime, Timestamp or ISO string (polars 2 no longer casts strings)."""
+    if isinstance(value, datetime):
+        return value.date()
+    if isinstance(value, date):
+        return value
+    if hasattr(value, "date") and callable(value.date):
+        return value.date()
+    return date.fromisoformat(str(value)[:10])
+
+
 def _date_filter(lf: pl.LazyFrame, start, end) -> pl.LazyFrame:
     if start is not None:
-        lf = lf.filter(pl.col("datetime") >= pl.lit(start).cast(pl.Date))
+        lf = lf.filter(pl.col("datetime") >= _as_date(start))
     if end is not None:
-        lf = lf.filter(pl.col("datetime") <= pl.lit(end).cast(pl.Date))
+        lf = lf.filter(pl.col("datetime") <= _as_date(end))
     return lf
 
 

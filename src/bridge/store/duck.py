@@ -19,6 +19,7 @@ from bridge.store.schema import DDL, PREVIEW_TABLES
 
 
 LOCK_WAIT_S = 30.0
+_READY: set = set()  # (path, inode) whose schema this process already created
 
 
 def _locked(exc: BaseException) -> bool:
@@ -47,9 +48,10 @@ def connect(path: Path | str, read_only: bool = False):
         path.parent.mkdir(parents=True, exist_ok=True)
     con = _open(str(path), read_only)
     try:
-        if not read_only:
+        if not read_only and (str(path), path.stat().st_ino) not in _READY:
             for name, cols in DDL.items():
                 con.execute(f"CREATE TABLE IF NOT EXISTS {name} ({cols}\n)")
+            _READY.add((str(path), path.stat().st_ino))
         yield con
     finally:
         con.close()
