@@ -260,7 +260,7 @@ def test_reader_deduplicates_by_seq(tmp_path):
 @pytest.mark.skipif(os.name == "nt", reason="flock is POSIX")
 def test_one_writer_per_root(tmp_path):
     ob = Outbox(tmp_path / "ob")
-    with pytest.raises(OutboxError, match="another process"):
+    with pytest.raises(OutboxError, match="another writer"):
         Outbox(tmp_path / "ob")
     ob.close()
     Outbox(tmp_path / "ob").close()
@@ -310,17 +310,22 @@ from bridge.execution.outbox import Outbox
 root, total, batch = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
 ob = Outbox(root, batch_size=batch, max_batch_ms=50.0)
 r = ob.recovery
-print("start", ob.acked_seq, r.spool_files, r.events_recovered, r.truncated_lines,
-      r.duplicate_lines, r.invalid_lines, r.tmp_files_removed, flush=True)
+
+def say(line):  # one write per line, so a kill cannot leave half a line looking whole
+    sys.stdout.write(line + "\n")
+    sys.stdout.flush()
+
+say(f"start {ob.acked_seq} {r.spool_files} {r.events_recovered} {r.truncated_lines} "
+    f"{r.duplicate_lines} {r.invalid_lines} {r.tmp_files_removed}")
 acked = ob.acked_seq
 for i in range(ob.last_seq, total):           # event i always gets seq i + 1
     if ob.append(make_event(i)) != i + 1:
         raise SystemExit(f"event {i} got a wrong seq")
     if ob.acked_seq != acked:                 # a flush inside append returned: durable now
         acked = ob.acked_seq
-        print("ack", acked, flush=True)
-print("ack", ob.close(), flush=True)
-print("done", flush=True)
+        say(f"ack {acked}")
+say(f"ack {ob.close()}")
+say("done")
 '''
 
 
@@ -361,7 +366,6 @@ def test_kill9_at_random_moments_loses_nothing_acknowledged(tmp_path):
     rng = random.Random(20_240_611)
     root = tmp_path / "ob"
     expected = {i + 1: replace(make_event(i), seq=i + 1) for i in range(TOTAL)}
-    env = dict(os.environ, PYTHONUNBUFFERED="1")
     acked = 0
     live_kills = spools_left = torn = replayed = 0
     recovered = {"spool_files": 0, "events": 0, "truncated": 0, "duplicates": 0, "invalid": 0}
@@ -373,15 +377,25 @@ def test_kill9_at_random_moments_loses_nothing_acknowledged(tmp_path):
         with open(errfile, "w") as errf:
             proc = subprocess.Popen([sys.executable, "-c", CHILD, str(root), str(TOTAL),
                                      str(BATCH)], stdout=subprocess.PIPE, stderr=errf,
-                                    text=True, env=env)
+                                    text=True)
         head = ""
         if run < KILLS:
             if run % 4 == 0:
-                # a quarter of the kills land in start-up: imports, lock, recovery
-                time.sleep(rng.uniform(0.0, 0.12))
+                # a quarter of the kills land in start-up: imports, lock, recovery, first batch
+                time.sleep(rng.uniform(0.0, 0.4))
             else:
-                head = proc.stdout.readline()  # the child has recovered and starts writing
-                time.sleep(rng.uniform(0.0, 0.03))
+                # the others once the child has acknowledged past a target spread over the whole
+                # run, plus a random delay: kill points fall anywhere within a batch's
+                # write / fsync / rename / fsync(dir), and the kills cover all 10,000 events
+                target = rng.uniform(run, run + 1) / KILLS * 0.95 * TOTAL
+                head = proc.stdout.readline()  # "start ...": recovery is done
+                while True:
+                    line = proc.stdout.readline()
+                    head += line
+                    if not line.endswith("\n") or (line.startswith("ack ")
+                                                   and int(line.split()[1]) >= target):
+                        break
+                time.sleep(rng.uniform(0.0, 0.005))
             if proc.poll() is None:
                 live_kills += 1
             proc.send_signal(signal.SIGKILL)
@@ -394,7 +408,9 @@ def test_kill9_at_random_moments_loses_nothing_acknowledged(tmp_path):
             assert out.rstrip().endswith("done")
         else:
             assert proc.returncode in (0, -signal.SIGKILL), err
-        for line in out.splitlines():
+        for line in out.splitlines(keepends=True):
+            if not line.endswith("\n"):
+                continue  # cut by the kill: not a complete acknowledgement
             word, *nums = line.split()
             if word == "ack":
                 assert int(nums[0]) >= acked  # acknowledgements never go backwards
@@ -429,8 +445,10 @@ def test_kill9_at_random_moments_loses_nothing_acknowledged(tmp_path):
     # the test must have exercised something: kills hit live writers that left spool files
     assert live_kills >= KILLS // 2, live_kills
     assert recovered["spool_files"] >= 1
-    # every injected tear and replay was seen and dropped by the next start
-    assert recovered["truncated"] == torn and recovered["duplicates"] == replayed
+    # every injected tear and replay was seen and dropped by the next start (a kill can add its
+    # own: a write cut between two pages, a kill between publishing a recovered spool file and
+    # deleting it)
+    assert recovered["truncated"] >= torn and recovered["duplicates"] >= replayed
     assert recovered["invalid"] == 0
     print(f"\nkill -9 test: {KILLS} kills ({live_kills} on a live writer, {spools_left} left a "
           f"spool file; injected {torn} torn lines, {replayed} replayed lines) + 1 clean run, "

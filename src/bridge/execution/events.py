@@ -1,9 +1,10 @@
 """Execution events: small immutable records of what happened to orders, positions and risk.
 
-Every event is one JSON object on one line (JSONL), the unit the outbox (``bridge.execution.outbox``)
-persists and a reader replays. The vocabulary is the execution-event set of the team's event
-stream (seed 003: order, position, stop/take-profit, risk, funds, portfolio), plus three types the
-order state machine and the risk engine need (see :class:`EventType`).
+Every event is one JSON object on one line (JSONL), the unit the outbox
+(``bridge.execution.outbox``) persists and a reader replays. The vocabulary is the
+execution-event set of the team's event stream (seed 003: order, position, stop/take-profit,
+risk, funds, portfolio), plus three types the order state machine and the risk engine need (see
+:class:`EventType`).
 
 Example
 -------
@@ -95,8 +96,8 @@ def _freeze(value: Any, path: str) -> Any:
     if isinstance(value, (list, tuple)):
         return tuple(_freeze(v, f"{path}[{i}]") for i, v in enumerate(value))
     raise ValidationError("payload", "not_json",
-                          f"{path} is a {type(value).__name__}; payload values must be None, bool, "
-                          "int, float, str, list or dict")
+                          f"{path} is a {type(value).__name__}; payload values must be None, "
+                          "bool, int, float, str, list or dict")
 
 
 def _thaw(obj: Any) -> Any:
@@ -287,7 +288,8 @@ class ExecutionEvent:
         version = obj.pop("v", SCHEMA_VERSION)
         if version != SCHEMA_VERSION:
             raise ValidationError("v", "unsupported_version",
-                                  f"event schema v{version!r}; this reader knows v{SCHEMA_VERSION}")
+                                  f"event schema v{version!r}; this reader knows "
+                                  f"v{SCHEMA_VERSION}")
         missing = [k for k in ("seq", "event_id", "type", "ts_ms") if k not in obj]
         unknown = sorted(set(obj) - set(_FIELDS))
         if missing or unknown:
