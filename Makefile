@@ -23,8 +23,13 @@ $(VENV)/.installed-%: pyproject.toml | $(BIN)/python
 
 venv: $(VENV)/.installed-dev
 
+# Debian's chromium for plotly/kaleido image export (kaleido cannot download a browser here).
 chromium:
-	bash scripts/ensure_chromium.sh
+	@command -v chromium >/dev/null 2>&1 || command -v chromium-headless-shell >/dev/null 2>&1 || { \
+	  echo "installing Debian's chromium for plotly image export ..."; \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && \
+	  $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
 
 data: $(VENV)/.installed-demo
 	$(BIN)/bridge data install-samples --data-dir $(DATA) --db $(DATA)/bridge.duckdb
@@ -53,7 +58,7 @@ bench: $(VENV)/.installed-dev
 	$(BIN)/python benchmarks/bench_import.py
 
 notebooks: $(VENV)/.installed-dev
-	$(BIN)/python tools/make_notebooks.py
+	$(BIN)/python notebooks/make_notebooks.py
 
 clean:
 	rm -rf $(VENV) $(DATA)/*.parquet $(DATA)/*.duckdb* $(DATA)/manifest.json $(REPORTS)/*.ipynb $(REPORTS)/*.html $(REPORTS)/*.png

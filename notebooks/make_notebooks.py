@@ -1,4 +1,4 @@
-"""Write the parameterized notebooks under notebooks/ (run: python tools/make_notebooks.py).
+"""Write the parameterized notebooks under notebooks/ (run: python notebooks/make_notebooks.py).
 
 The notebooks are generated from this file so that their cells stay reviewable as code; they are
 committed without outputs (nbval then checks that every cell runs).
