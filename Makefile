@@ -21,7 +21,7 @@ $(VENV)/.installed-%: pyproject.toml | $(BIN)/python
 	$(BIN)/python -m ipykernel install --sys-prefix --name bridge --display-name "Python (bridge)" >/dev/null
 	touch $@
 
-venv: $(VENV)/.installed-dev
+venv: $(VENV)/.installed-dev,research
 
 # Debian's chromium for plotly/kaleido image export (kaleido cannot download a browser here).
 chromium:
@@ -48,7 +48,7 @@ demo: report
 	@echo "executed notebook $(REPORTS)/preview.ipynb, NAV chart $(REPORTS)/preview_nav.png;"
 	@echo "tomorrow's orders from the momentum book: $(REPORTS)/plan.html and $(REPORTS)/plan/<date>/orders_*.csv."
 
-test: $(VENV)/.installed-dev chromium
+test: $(VENV)/.installed-dev,research chromium
 	$(BIN)/bridge data install-samples --data-dir $(DATA) --db $(DATA)/bridge.duckdb
 	$(BIN)/bridge preview run --data-dir $(DATA) --db $(DATA)/bridge.duckdb
 	$(BIN)/python -m pytest tests notebooks --nbval-lax --nbval-current-env -p no:cacheprovider

@@ -62,6 +62,11 @@ class InstanceSpec:
         Seed of the instance's random generator (random sell/buy methods).
     display_name : str
         Label in reports (default: ``preview_id``).
+    exit_grace : int or None
+        A holding whose bars stop more than this many sessions before the end of the data is
+        cashed out at its last close (reason ``universe_exit``), and the instrument is no longer
+        a buy candidate. None: never (Qlib's behaviour: the position stays in the book at its
+        last close, unsellable; docs/qlib_parity.md).
     """
 
     preview_id: str
@@ -74,6 +79,7 @@ class InstanceSpec:
     cash_buffer: float = 0.01
     seed: int = 0
     display_name: str = ""
+    exit_grace: int | None = EXIT_GRACE
 
     def __post_init__(self) -> None:
         if self.strategy not in STRATEGIES:
@@ -92,6 +98,8 @@ class InstanceSpec:
             out["topk"] = self.topk.to_dict()
         else:
             out["cash_buffer"] = self.cash_buffer
+        if self.exit_grace != EXIT_GRACE:
+            out["exit_grace"] = self.exit_grace
         return out
 
 
@@ -138,7 +146,9 @@ def _run_instance(panel: Panel, spec: InstanceSpec, grid: np.ndarray | None, rul
         price, tr = deal[t], tradable[t]
         traded = fees = 0.0
         n_trades = 0
-        gone = np.flatnonzero((amount > 0) & (last_bar < t) & (last_bar < T - 1 - EXIT_GRACE))
+        left = (np.zeros(N, dtype=bool) if spec.exit_grace is None
+                else (last_bar < t) & (last_bar < T - 1 - spec.exit_grace))
+        gone = np.flatnonzero((amount > 0) & left)
         if len(gone):
             value = np.round(amount[gone] * mark[t, gone], 2)
             n_trades += len(gone)
@@ -151,7 +161,7 @@ def _run_instance(panel: Panel, spec: InstanceSpec, grid: np.ndarray | None, rul
             avg_cost[gone] = 0.0
         plan = None
         if spec.strategy == "topk_dropout":
-            score = grid[t]
+            score = np.where(left, np.nan, grid[t])  # left the universe: never a buy candidate
             if np.isfinite(score).any():
                 target, buy = decide_topk(score, amount, days, price, tr, cash, spec.topk, rules,
                                           rng, mark=mark[t])
