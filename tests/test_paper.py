@@ -210,3 +210,52 @@ def test_trade_overview_and_outbox_events(panel, tmp_path):
     kinds = [e.type for e in events]
     assert kinds.count(EventType.ORDER_SUBMITTED) == 2 and kinds.count(EventType.ORDER_FILLED) == 2
     assert kinds.index(EventType.ORDER_SUBMITTED) < kinds.index(EventType.ORDER_FILLED)
+
+
+def _stored_snapshot(db, names=("A", "B"), prices=(10.0, 20.0)):
+    from bridge.planner.tomorrow import PlanParams
+    from bridge.store.snapshots import build_snapshot, save_snapshot
+
+    snap = build_snapshot("2010-01-04", "2010-01-05", PlanParams(), "h", 10_000.0,
+                          pd.DataFrame({"instrument": list(names), "score": [2.0, 1.0]}),
+                          pd.DataFrame({"instrument": [], "amount": []}),
+                          pd.DataFrame({"instrument": list(names), "price": list(prices)}))
+    save_snapshot(db, snap, datetime(2010, 1, 4))
+    return snap
+
+
+def test_cancel_is_audited_and_a_filled_order_cannot_be_canceled(panel, tmp_path):
+    db = tmp_path / "c.duckdb"
+    snap = _stored_snapshot(db)
+    broker = PaperBroker(panel, 10_000.0, RULES, participation=1.0, clock=lambda: 5)
+    run = TradeRun(db, SimExecutor(broker), RiskEngine.default(max_weight=1.0), lambda: 5)
+    rep = run.submit_snapshot(snap.snapshot_id, 5)
+    a, b = rep.orders
+    assert run.cancel(rep, a.client_order_id) == "CANCELED"
+    advance_session(run.executor, "2010-01-05")
+    run.collect(rep)
+    assert a.status == OrderStatus.CANCELED and b.status == OrderStatus.FILLED
+    assert run.cancel(rep, b.client_order_id) == "FILLED"          # too late: stays FILLED
+    audit = read_table(db, "audit_log")
+    audit = audit.filter(audit["kind"] == "ORDER_CANCEL")
+    assert audit.select("client_order_id", "success").rows() == [(a.client_order_id, True),
+                                                                 (b.client_order_id, False)]
+    assert broker.get_order_by_client_id(a.client_order_id)["status"] == "canceled"
+
+
+def test_live_mode_needs_approval_and_explicit_flag(panel, tmp_path):
+    from bridge.execution.run import ApprovalRequired, approve_live
+
+    db = tmp_path / "l.duckdb"
+    ex = SimExecutor(PaperBroker(panel, 1e6, RULES))
+    with pytest.raises(ApprovalRequired):
+        TradeRun(db, ex, RiskEngine.default(), lambda: 0, mode="live", strategy_id="s")
+    approve_live(db, "s", actor="risk-officer", ts_ms=1)
+    with pytest.raises(ApprovalRequired):          # approved, but no explicit flag
+        TradeRun(db, ex, RiskEngine.default(), lambda: 0, mode="live", strategy_id="s")
+    with pytest.raises(ApprovalRequired):          # flag, but another strategy's approval
+        TradeRun(db, ex, RiskEngine.default(), lambda: 0, mode="live", strategy_id="t",
+                 allow_live=True)
+    run = TradeRun(db, ex, RiskEngine.default(), lambda: 0, mode="live", strategy_id="s",
+                   allow_live=True)
+    assert run.mode == "live"

@@ -35,6 +35,25 @@ class SnapshotRequired(BridgeError):
     """An execution run needs a stored DecisionSnapshot (seed 002: no snapshot, no run)."""
 
 
+class ApprovalRequired(BridgeError):
+    """Live mode needs an APPROVAL record for the strategy and an explicit ``allow_live=True``."""
+
+
+def approve_live(db, strategy_id: str, actor: str, ts_ms: int, note: str = "") -> None:
+    """Record that ``actor`` approves live trading of ``strategy_id`` (an audit_log APPROVAL row)."""
+    with xs.transaction(db) as con:
+        xs.append(con, "audit_log", [{"ts_ms": ts_ms, "kind": "APPROVAL", "client_order_id": None,
+                                      "success": True, "error": "", "actor": actor,
+                                      "detail": json.dumps({"strategy_id": strategy_id,
+                                                            "mode": "live", "note": note})}])
+
+
+def _approved(db, strategy_id: str) -> bool:
+    with xs.connect(db) as con:
+        rows = con.execute("SELECT detail FROM audit_log WHERE kind = 'APPROVAL'").fetchall()
+    return any(json.loads(r[0]).get("strategy_id") == strategy_id for r in rows)
+
+
 @dataclass
 class RunReport:
     """What a run did: counts by outcome and the orders themselves."""
@@ -64,6 +83,8 @@ class TradeRun:
         Where execution events go (JSONL, published atomically).
     metrics : ExecMetrics, optional
     mode : {"paper", "live"}
+        ``live`` is refused (:class:`ApprovalRequired`) without an approval record and
+        ``allow_live=True``.
     strategy_id : str
     tick_size, step_size : float
         Price and quantity grids of the market (OrderCtx fields).
@@ -71,7 +92,13 @@ class TradeRun:
 
     def __init__(self, db, executor, risk: RiskEngine, clock, outbox=None, metrics=None,
                  mode: str = "paper", strategy_id: str = "default", tick_size: float = 0.01,
-                 step_size: float = 1.0) -> None:
+                 step_size: float = 1.0, allow_live: bool = False) -> None:
+        if mode not in ("paper", "live"):
+            raise BridgeError(f"mode must be 'paper' or 'live', got {mode!r}")
+        if mode == "live" and not (allow_live and _approved(db, strategy_id)):
+            raise ApprovalRequired(
+                f"live trading of {strategy_id!r} needs an APPROVAL record (approve_live) and "
+                "allow_live=True")
         self.db = Path(db)
         self.executor = executor
         self.risk = risk
@@ -242,6 +269,33 @@ class TradeRun:
                 self._event(EventType.INSUFFICIENT_FUNDS, o, reason=res.reject_reason)
         # UNKNOWN again: stays SUBMITTED (in flight) until a later resolve / reconciliation
 
+    def cancel(self, report: RunReport, client_order_id: str) -> str:
+        """Cancel an open order; audited (ORDER_CANCEL) whatever the outcome.
+
+        Returns
+        -------
+        str
+            The order's status afterwards (CANCELED, or unchanged when the broker refused: too
+            late or unknown; PENDING_CANCEL while the answer is unknown).
+        """
+        o = next(x for x in report.orders if x.client_order_id == client_order_id)
+        if not o.is_open:
+            self._audit_row("ORDER_CANCEL", client_order_id, False, f"order is {o.status}")
+            self._checkpoint(report)
+            return str(o.status)
+        before = o.status
+        o.transition(S.PENDING_CANCEL, int(self.clock()))
+        res = self.executor.cancel(client_order_id)
+        ok = res.status == "DONE"
+        self._audit_row("ORDER_CANCEL", client_order_id, ok, res.reason or "", status=res.status)
+        if ok:
+            o.transition(S.CANCELED, res.ts_ms)
+            self._event(EventType.ORDER_CANCELLED, o, filled=o.filled_quantity)
+        elif res.status == "REJECTED":  # the cancel failed: back to where the order was
+            o.transition(before if before != S.SUBMITTED else S.ACCEPTED, res.ts_ms, res.reason)
+        self._checkpoint(report)
+        return str(o.status)
+
     def collect(self, report: RunReport) -> RunReport:
         """Apply the executor's new fills and order statuses; update bridge's book; persist."""
         by_id = {o.client_order_id: o for o in report.orders}
@@ -278,6 +332,7 @@ class TradeRun:
                 cash += (f.quantity * f.price + f.commission) * (1 if f.side == "buy" else -1)
             self._audit_row("INITIAL_SYNC", None, True, cash=cash)
         cost = {i: cost.get(i, 0.0) * qty.get(i, 0.0) for i in qty}
+        before = dict(qty)
         for f in fills:
             sign = 1 if f.side == "buy" else -1
             held = qty.get(f.instrument, 0.0)
@@ -288,13 +343,21 @@ class TradeRun:
             else:
                 cost[f.instrument] = cost.get(f.instrument, 0.0) * (held - f.quantity) / held
             qty[f.instrument] = held + sign * f.quantity
-            ev = (EventType.POSITION_OPENED if held == 0 else EventType.POSITION_CLOSED
-                  if qty[f.instrument] == 0 else EventType.POSITION_UPDATED)
-            self._event(ev, None, instrument=f.instrument, quantity=qty[f.instrument])
+        for inst in sorted({f.instrument for f in fills}):  # one event per position changed
+            was, now = before.get(inst, 0.0), qty[inst]
+            ev = (EventType.POSITION_OPENED if was == 0 else EventType.POSITION_CLOSED
+                  if now == 0 else EventType.POSITION_UPDATED)
+            self._event(ev, None, instrument=inst, quantity=now, previous=was)
+        if fills:
+            self._event(EventType.PORTFOLIO_UPDATED, None, cash=cash, n_fills=len(fills),
+                        positions=sum(1 for q in qty.values() if q))
         self._book = (cash, qty, cost)
-        self._checkpoint(report, None, fills)
+        self._checkpoint(report, None, fills, book=True)
 
-    def _checkpoint(self, report: RunReport, px: dict | None, fills=()) -> None:
+    def _checkpoint(self, report: RunReport, px: dict | None = None, fills=(),
+                    book: bool = False) -> None:
+        """Write orders (px: the decision prices at submit; None keeps the stored ones), new
+        fills, the audit rows and, with ``book``, bridge's positions and account."""
         ts = int(self.clock())
         with xs.transaction(self.db) as con:
             rows = [self._row(o, report.run_id, (px or {}).get(o.client_order_id)) for o in report.orders]
@@ -307,7 +370,7 @@ class TradeRun:
             xs.upsert_orders(con, rows)
             xs.insert_fills(con, [{**f.to_record(), "run_id": report.run_id, "mode": self.mode,
                                    "strategy_id": self.strategy_id} for f in fills])
-            if fills or px is None:
+            if book:
                 cash, qty, cost = self._book
                 prices = {i: p["market_value"] / p["qty"]
                           for i, p in self.executor.positions().items() if p["qty"]}
@@ -324,7 +387,7 @@ class TradeRun:
                         "n_rejected = ?, n_filled = ?, n_inflight = ?, status = ? WHERE run_id = ?",
                         [ts, len(report.orders), report.count(S.DENIED), report.count(S.REJECTED),
                          report.count(S.FILLED), report.count(S.SUBMITTED),
-                         "finished" if px is None else "submitted", report.run_id])
+                         "finished" if book else "submitted", report.run_id])
         self._audit = []
         if self.outbox is not None:
             self.outbox.flush()
