@@ -151,7 +151,7 @@ def test_paper_loop_on_real_data(sample_dir, tmp_path):
     local = read_table(db, "exec_position").to_pandas().set_index("instrument")["quantity"]
     remote = pd.Series({i: p["qty"] for i, p in broker.get_positions().items()}, dtype=float)
     assert len(local) >= 15 and local.sort_index().equals(remote.sort_index())
-    acct = read_table(db, "exec_account").to_pandas().iloc[-1]
+    acct = read_table(db, "exec_account", order_by="ts_ms, rowid").to_pandas().iloc[-1]
     assert acct["cash"] == broker.get_account()["cash"]             # to the cent
     orders = read_table(db, "exec_order")
     assert orders["client_order_id"].n_unique() == orders.height

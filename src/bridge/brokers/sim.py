@@ -142,6 +142,15 @@ class PaperBroker:
         self._reserved_cash = 0.0                        # open buy notional at reserve prices
         self._open_sell: dict[str, float] = {}           # instrument -> open sell shares
 
+    def transfer_in(self, instrument: str, quantity: float, avg_cost: float) -> None:
+        """Deposit shares into the account (an opening balance, e.g. a book moved from
+        elsewhere): not a trade, no fill, no fee."""
+        if instrument not in self._col:
+            raise BrokerError(f"unknown instrument {instrument}")
+        held = self.account.positions.get(instrument, 0.0)
+        self.account.positions[instrument] = held + float(quantity)
+        self.account.cost[instrument] = self.account.cost.get(instrument, 0.0) + quantity * avg_cost
+
     # ---- venue API -----------------------------------------------------------------------
     def _fault(self, name: str) -> bool:
         p = getattr(self.faults, name)

@@ -44,11 +44,15 @@ def trade_overview(db: Path | str, strategy_id: str | None = None, mode: str | N
             f"SELECT * FROM exec_order WHERE status IN {OPEN_STATUSES}{wa} ORDER BY created_ts_ms, "
             "client_order_id", params=params or None).pl()
         pnl = con.sql(f"""
-            WITH a AS (
+            WITH r AS (  -- rows in write order (ties in ts_ms broken by insertion order)
+                SELECT *, row_number() OVER (PARTITION BY strategy_id, mode
+                                             ORDER BY ts_ms, rowid) AS k
+                FROM exec_account{w}),
+            a AS (
                 SELECT strategy_id, mode, min(ts_ms) AS first_ts_ms, max(ts_ms) AS last_ts_ms,
-                       arg_max(cash, ts_ms) AS cash, arg_max(market_value, ts_ms) AS market_value,
-                       arg_max(equity, ts_ms) AS equity, arg_min(equity, ts_ms) AS start_equity
-                FROM exec_account{w} GROUP BY ALL),
+                       arg_max(cash, k) AS cash, arg_max(market_value, k) AS market_value,
+                       arg_max(equity, k) AS equity, arg_min(equity, k) AS start_equity
+                FROM r GROUP BY ALL),
             o AS (
                 SELECT strategy_id, mode, count(*) AS n_orders,
                        count(*) FILTER (WHERE status = 'DENIED') AS n_denied,

@@ -196,6 +196,7 @@ class TradeRun:
                 xs.append(con, "audit_log", self._audit)
             self._audit = []
             return report
+        self._initial_sync()
         with xs.transaction(self.db) as con:  # persist BEFORE the send
             n = con.execute("SELECT count(*) FROM trade_run WHERE run_id LIKE ?",
                             [run_id + "%"]).fetchall()[0][0]
@@ -212,6 +213,29 @@ class TradeRun:
         report.ctx = {c.client_order_id: c for c in ctxs}
         self._checkpoint(report, px)
         return report
+
+    def _initial_sync(self) -> None:
+        """First run of this strategy and mode: bridge's book starts as the broker's account
+        (cash and positions), audited as INITIAL_SYNC. Later runs keep bridge's own book."""
+        cash, _, _ = xs.load_book(self.db, self.strategy_id, self.mode)
+        if cash is not None:
+            return
+        acct, pos = self.executor.account(), self.executor.positions()
+        ts = int(self.clock())
+        rows = [{"strategy_id": self.strategy_id, "mode": self.mode, "instrument": i,
+                 "quantity": p["qty"], "avg_cost": p["avg_entry_price"], "updated_ts_ms": ts}
+                for i, p in sorted(pos.items()) if p["qty"]]
+        mv = sum(p["market_value"] for p in pos.values())
+        with xs.transaction(self.db) as con:
+            xs.replace_positions(con, self.strategy_id, self.mode, rows)
+            xs.append(con, "exec_account", [{"strategy_id": self.strategy_id, "mode": self.mode,
+                                             "ts_ms": ts, "cash": float(acct["cash"]),
+                                             "market_value": mv,
+                                             "equity": float(acct["cash"]) + mv}])
+            xs.append(con, "audit_log", [{"ts_ms": ts, "kind": "INITIAL_SYNC",
+                                          "client_order_id": None, "success": True, "error": "",
+                                          "actor": "bridge", "detail": json.dumps(
+                                              {"cash": acct["cash"], "positions": len(rows)})}])
 
     def _account_view(self) -> AccountView:
         acct, pos = self.executor.account(), self.executor.positions()
@@ -326,11 +350,8 @@ class TradeRun:
 
     def _apply_book(self, fills, report: RunReport) -> None:
         cash, qty, cost = xs.load_book(self.db, self.strategy_id, self.mode)
-        if cash is None:  # first run of this strategy/mode: start from the broker's account
-            cash = float(self.executor.account()["cash"])
-            for f in fills:  # the broker's cash already includes these fills
-                cash += (f.quantity * f.price + f.commission) * (1 if f.side == "buy" else -1)
-            self._audit_row("INITIAL_SYNC", None, True, cash=cash)
+        if cash is None:
+            raise BridgeError("no local book: submit_snapshot syncs it from the broker first")
         cost = {i: cost.get(i, 0.0) * qty.get(i, 0.0) for i in qty}
         before = dict(qty)
         for f in fills:

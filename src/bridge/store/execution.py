@@ -75,7 +75,7 @@ def load_book(db: Path | str, strategy_id: str, mode: str) -> tuple[float | None
     """bridge's local book: (cash or None if never recorded, quantity by instrument, avg cost)."""
     with connect(db) as con:
         acct = con.execute("SELECT cash FROM exec_account WHERE strategy_id = ? AND mode = ? "
-                           "ORDER BY ts_ms DESC LIMIT 1", [strategy_id, mode]).fetchall()
+                           "ORDER BY ts_ms DESC, rowid DESC LIMIT 1", [strategy_id, mode]).fetchall()
         pos = con.execute("SELECT instrument, quantity, avg_cost FROM exec_position WHERE "
                           "strategy_id = ? AND mode = ?", [strategy_id, mode]).fetchall()
     return (acct[0][0] if acct else None, {r[0]: r[1] for r in pos}, {r[0]: r[2] for r in pos})

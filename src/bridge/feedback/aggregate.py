@@ -1,0 +1,610 @@
+"""Aggregate bridge's recorded trajectories per instance, mode and period (DuckDB SQL).
+
+Everything row-heavy (fills, orders, account rows, the benchmark) is reduced inside DuckDB, in
+one grouped query over *all* instances at once; only per-instance aggregates, the daily series
+(one row per session) and per-order records of the selected period reach pandas. The pure
+metric functions of :mod:`bridge.feedback.metrics` are then applied to the daily series.
+
+Sources and conventions
+-----------------------
+Instances
+    ``preview``: one per ``preview_strategy.preview_id`` (tables ``preview_*``).
+    ``paper`` / ``live``: one per ``(strategy_id, mode)`` of ``exec_account`` / ``exec_order``.
+Daily series (Qlib's ``report_normal`` columns, fractions of the previous day's account)
+    ``account`` end-of-day total value; ``return = (account - prev + cost_value) / prev``, i.e.
+    **before** costs as in Qlib's ``Account`` (so ``return - cost`` is the account's real
+    return); ``turnover`` and ``cost`` as rates of ``prev``; ``total_turnover`` and ``total_cost``
+    cumulative, currency; ``value`` market value of holdings, ``cash``; ``bench`` the benchmark's
+    close-to-close return (``benchmark.parquet``). ``prev`` of the first session is the
+    instance's initial capital (preview) or its first recorded equity (paper/live).
+    Paper/live days are the UTC dates of ``ts_ms``; a day's account is the last ``exec_account``
+    row of that day.
+Orders
+    preview: each ``preview_trade`` row is a filled order (status ``FILLED``), and each
+    ``preview_cut`` row an order of the planner's cut quantity (``intended_quantity -
+    quantity``) that was not traded (status ``CUT``, reason = the cut's reason).
+    paper/live: ``exec_order`` rows; ``DENIED`` orders (our risk engine) were never sent.
+Fill ratio
+    ``sum(filled_quantity) / sum(quantity)`` over orders that reached the venue (or the
+    preview's planner), i.e. excluding ``DENIED``.
+Slippage, bps, positive = cost to us (buy above / sell below the reference)
+    decision: against the decision price (preview: ``market_price``, the session's deal price
+    before the slippage model; paper/live: ``exec_order.px_intent``, the snapshot's reference
+    price). arrival: preview ``market_price`` again (the preview fills at the session's deal
+    price, so arrival = decision); paper/live the **open** of the session of the order's first
+    fill (``bars.parquet``): the paper broker has no quote at submit time.
+Price advantage (Qlib ``pa``)
+    ``sign * (fill / arrival - 1)`` with sell +1, buy -1 (a fraction, positive = advantage);
+    ``mean`` over filled orders (Qlib's ``method="mean"``) and value-weighted; ``pos`` is the
+    share of filled orders with ``pa > 0``.
+Backtest-vs-paper gap
+    for orders planned from a DecisionSnapshot: ``|avg_fill_price - planned_order.price| /
+    tick`` (ticks of the snapshot's market); the 95th percentile is the figure to compare with
+    seed 001's bar of 1 tick.
+Trading-state changes
+    ``audit_log`` rows of kind ``RISK_STATE`` inside the period (the audit log has no strategy
+    column: these are engine-wide, reported for every paper/live instance).
+Signal quality
+    preview: the instance's ``signal`` (``momentum_<w>`` / ``reversal_<w>``) recomputed with
+    :mod:`bridge.research` on ``bars.parquet``; paper/live: ``snapshot_signal`` of the run's
+    snapshots, dated by ``decision_snapshot.signal_date``. Label: the next session's
+    close-to-close return ``close[t+1] / close[t] - 1``. IC per date, then Qlib's summary.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass, field
+from datetime import date, timedelta
+from pathlib import Path
+
+import duckdb
+import numpy as np
+import pandas as pd
+
+from bridge.feedback import metrics as M
+
+MODES = ("preview", "paper", "live")
+PERIODS = ("day", "week", "month", "all")
+REPORT_NORMAL = ["account", "return", "total_turnover", "turnover", "total_cost", "cost", "value",
+                 "cash", "bench"]
+
+
+@dataclass
+class Feedback:
+    """The aggregated feedback of one instance, mode and period.
+
+    Attributes
+    ----------
+    instance, mode : str
+    period : dict
+        ``label``, ``start``, ``end`` (ISO dates), ``sessions``.
+    info : dict
+        Instance description (display_name, strategy, signal, initial_capital, market).
+    daily : pandas.DataFrame
+        Indexed by ``datetime``: :data:`REPORT_NORMAL` plus ``net_return`` (``return - cost``),
+        ``excess_return_without_cost``, ``excess_return_with_cost``, ``nav``, ``bench_nav``,
+        ``drawdown``, ``n_orders``.
+    orders : pandas.DataFrame
+        One row per order (see :func:`order_records`).
+    ic : pandas.DataFrame
+        ``datetime``, ``ic``, ``rank_ic``, ``n`` per signal date.
+    summary : dict
+        JSON-ready sections ``returns``, ``benchmark``, ``qlib``, ``trading``, ``execution``,
+        ``signal`` (see :mod:`bridge.feedback.export`).
+    """
+
+    instance: str
+    mode: str
+    period: dict
+    info: dict
+    daily: pd.DataFrame
+    orders: pd.DataFrame
+    ic: pd.DataFrame
+    summary: dict = field(default_factory=dict)
+
+
+# ---- periods --------------------------------------------------------------------------------
+def resolve_period(period, first: date, last: date) -> tuple[str, date, date]:
+    """(label, start, end) of a period within an instance's ``[first, last]`` sessions.
+
+    Parameters
+    ----------
+    period : str or tuple
+        ``"day"`` (the last session), ``"week"`` (ISO week of the last session), ``"month"``
+        (calendar month of the last session), ``"all"``, ``"YYYY-MM-DD:YYYY-MM-DD"`` or a
+        ``(start, end)`` pair (inclusive, date-like).
+    """
+    if isinstance(period, (tuple, list)):
+        s, e = (pd.Timestamp(x).date() for x in period)
+        return f"{s}_{e}", s, e
+    if period == "all":
+        return "all", first, last
+    if period == "day":
+        return "day", last, last
+    if period == "week":
+        return "week", last - timedelta(days=last.weekday()), last
+    if period == "month":
+        return "month", last.replace(day=1), last
+    m = re.fullmatch(r"(\d{4}-\d{2}-\d{2}):(\d{4}-\d{2}-\d{2})", str(period))
+    if m:
+        return resolve_period((m[1], m[2]), first, last)
+    raise ValueError(f"period must be one of {PERIODS}, 'start:end' or (start, end); got {period!r}")
+
+
+# ---- SQL views ------------------------------------------------------------------------------
+def _has_rows(con, table: str) -> bool:
+    try:
+        return con.sql(f"SELECT count(*) FROM (SELECT 1 FROM {table} LIMIT 1)").fetchall()[0][0] > 0
+    except duckdb.CatalogException:
+        return False
+
+
+def create_views(con, data_dir: Path | str | None, trades_table: str = "preview_trade") -> None:
+    """Create the temporary views ``fb_daily``, ``fb_orders``, ``fb_bench`` on ``con``.
+
+    ``trades_table`` lets the benchmark point the preview orders at a synthetic fills table with
+    ``preview_trade``'s columns. Missing execution tables are treated as empty.
+    """
+    bench = Path(data_dir) / "benchmark.parquet" if data_dir is not None else None
+    bars = Path(data_dir) / "bars.parquet" if data_dir is not None else None
+    if bench is not None and bench.exists():
+        con.execute(f"""CREATE OR REPLACE TEMP VIEW fb_bench AS
+            SELECT CAST(datetime AS DATE) AS day,
+                   close / lag(close) OVER (ORDER BY CAST(datetime AS DATE)) - 1 AS bench
+            FROM read_parquet('{bench.as_posix()}')""")
+    else:
+        con.execute("CREATE OR REPLACE TEMP VIEW fb_bench AS "
+                    "SELECT CAST(NULL AS DATE) AS day, CAST(NULL AS DOUBLE) AS bench WHERE false")
+    has_exec = _has_rows(con, "exec_order") or _has_rows(con, "exec_account")
+    exec_daily = exec_orders = ""
+    if has_exec:
+        exec_daily = """
+        UNION ALL
+        SELECT e.strategy_id, e.mode, e.day, e.equity, e.market_value, e.cash,
+               coalesce(f.traded, 0), coalesce(f.fees, 0),
+               lag(e.equity, 1, e.first_equity) OVER w
+        FROM (SELECT strategy_id, mode, CAST(epoch_ms(ts_ms) AS DATE) AS day,
+                     arg_max(equity, ts_ms) AS equity, arg_max(market_value, ts_ms) AS market_value,
+                     arg_max(cash, ts_ms) AS cash,
+                     any_value(first_equity) AS first_equity
+              FROM (SELECT *, first_value(equity) OVER (PARTITION BY strategy_id, mode
+                                                        ORDER BY ts_ms) AS first_equity
+                    FROM exec_account)
+              GROUP BY ALL) e
+        LEFT JOIN (SELECT strategy_id, mode, CAST(epoch_ms(ts_ms) AS DATE) AS day,
+                          sum(quantity * price) AS traded,
+                          sum(coalesce(commission, 0) + coalesce(fees, 0)) AS fees
+                   FROM exec_fill GROUP BY ALL) f USING (strategy_id, mode, day)
+        WINDOW w AS (PARTITION BY e.strategy_id, e.mode ORDER BY e.day)"""
+        arrival = (f"(SELECT CAST(datetime AS DATE) AS day, instrument, open "
+                   f"FROM read_parquet('{bars.as_posix()}'))" if bars is not None and bars.exists()
+                   else "(SELECT CAST(NULL AS DATE) AS day, NULL AS instrument, "
+                        "CAST(NULL AS DOUBLE) AS open WHERE false)")
+        exec_orders = f"""
+        UNION ALL
+        SELECT o.strategy_id, o.mode, coalesce(ff.day, CAST(epoch_ms(o.created_ts_ms) AS DATE)),
+               o.instrument, lower(o.side), o.quantity, coalesce(o.filled_quantity, 0),
+               o.avg_fill_price, o.px_intent, b.open,
+               coalesce(o.filled_quantity, 0) * o.avg_fill_price, coalesce(o.commission, 0),
+               o.status, CASE o.status WHEN 'DENIED' THEN o.deny_reason
+                                       WHEN 'REJECTED' THEN o.reject_reason END,
+               o.decision_snapshot_id, o.client_order_id
+        FROM exec_order o
+        LEFT JOIN (SELECT client_order_id, CAST(epoch_ms(min(ts_ms)) AS DATE) AS day
+                   FROM exec_fill GROUP BY 1) ff USING (client_order_id)
+        LEFT JOIN {arrival} b ON b.instrument = o.instrument AND b.day = ff.day"""
+    con.execute(f"""CREATE OR REPLACE TEMP VIEW fb_daily_raw AS
+        SELECT a.preview_id AS instance, 'preview' AS mode, a.trading_day AS day,
+               a.total_value AS account, a.market_value AS value, a.cash,
+               a.turnover * lag(a.total_value, 1, s.initial_capital) OVER w AS traded,
+               a.cost AS fees, lag(a.total_value, 1, s.initial_capital) OVER w AS prev
+        FROM preview_account a JOIN preview_strategy s USING (preview_id)
+        WINDOW w AS (PARTITION BY a.preview_id ORDER BY a.trading_day)
+        {exec_daily}""")
+    con.execute("""CREATE OR REPLACE TEMP VIEW fb_daily AS
+        SELECT d.instance, d.mode, d.day, d.account,
+               (d.account - d.prev + d.fees) / d.prev AS "return",
+               sum(d.traded) OVER w AS total_turnover, d.traded / d.prev AS turnover,
+               sum(d.fees) OVER w AS total_cost, d.fees / d.prev AS cost,
+               d.value, d.cash, coalesce(b.bench, 0) AS bench, b.bench IS NULL AS bench_missing
+        FROM fb_daily_raw d LEFT JOIN fb_bench b USING (day)
+        WINDOW w AS (PARTITION BY d.instance, d.mode ORDER BY d.day)""")
+    # preview_trade.market_price is newer than some stored databases: without it the preview's
+    # reference is its own deal price (slippage 0 by construction, stated in the docs)
+    cols = {r[0] for r in con.sql(f"DESCRIBE {trades_table}").fetchall()}
+    ref = "t.market_price" if "market_price" in cols else "t.deal_price"
+    con.execute(f"""CREATE OR REPLACE TEMP VIEW fb_orders AS
+        SELECT t.preview_id AS instance, 'preview' AS mode, t.trading_day AS day, t.instrument,
+               lower(t.side) AS side, t.quantity, t.quantity AS filled_quantity,
+               t.deal_price AS fill_price, {ref} AS decision_price,
+               {ref} AS arrival_price, t.trade_value AS value, t.fee,
+               'FILLED' AS status, nullif(t.reason, '') AS reason,
+               CAST(NULL AS VARCHAR) AS snapshot_id, CAST(NULL AS VARCHAR) AS order_id
+        FROM {trades_table} t
+        UNION ALL
+        SELECT c.preview_id, 'preview', c.trading_day, c.instrument, lower(c.side),
+               c.intended_quantity - c.quantity, 0, NULL, NULL, NULL, 0, 0, 'CUT', c.reason,
+               NULL, NULL
+        FROM preview_cut c WHERE c.intended_quantity > c.quantity
+        {exec_orders}""")
+
+
+def _ranges_table(con, ranges: list[tuple[str, str, date, date]]) -> None:
+    df = pd.DataFrame(ranges, columns=["instance", "mode", "start", "end"])
+    df["start"] = pd.to_datetime(df["start"])
+    df["end"] = pd.to_datetime(df["end"])
+    con.register("_fb_ranges_df", df)
+    con.execute("""CREATE OR REPLACE TEMP TABLE fb_ranges AS
+        SELECT instance, mode, CAST(start AS DATE) AS start, CAST("end" AS DATE) AS "end"
+        FROM _fb_ranges_df""")
+    con.unregister("_fb_ranges_df")
+
+
+# ---- grouped order statistics (all instances in one query) -----------------------------------
+ORDER_STATS_SQL = """
+WITH o AS (
+  SELECT o.*,
+         CASE WHEN o.side = 'buy' THEN 1 ELSE -1 END AS sgn,
+         o.filled_quantity > 0 AND o.fill_price IS NOT NULL AS filled
+  FROM fb_orders o JOIN fb_ranges r
+    ON o.instance = r.instance AND o.mode = r.mode AND o.day BETWEEN r.start AND r."end"
+), s AS (
+  SELECT *,
+    CASE WHEN filled AND decision_price > 0
+         THEN sgn * (fill_price / decision_price - 1) * 1e4 END AS slip_decision_bps,
+    CASE WHEN filled AND arrival_price > 0
+         THEN sgn * (fill_price / arrival_price - 1) * 1e4 END AS slip_arrival_bps
+  FROM o
+)
+SELECT instance, mode,
+  count(*) FILTER (WHERE status <> 'CUT') AS n_orders,
+  count(*) FILTER (WHERE status = 'FILLED') AS n_filled,
+  count(*) FILTER (WHERE filled AND status <> 'FILLED') AS n_partial,
+  count(*) FILTER (WHERE status = 'CANCELED') AS n_canceled,
+  count(*) FILTER (WHERE status = 'EXPIRED') AS n_expired,
+  count(*) FILTER (WHERE status = 'REJECTED') AS n_rejected,
+  count(*) FILTER (WHERE status = 'DENIED') AS n_denied,
+  count(*) FILTER (WHERE status = 'CUT') AS n_cut,
+  sum(filled_quantity) FILTER (WHERE status <> 'DENIED')
+    / nullif(sum(quantity) FILTER (WHERE status <> 'DENIED'), 0) AS fill_ratio,
+  sum(value) AS traded_value, sum(fee) AS fees,
+  avg(slip_decision_bps) FILTER (WHERE side = 'buy') AS slip_decision_buy_mean,
+  avg(slip_decision_bps) FILTER (WHERE side = 'sell') AS slip_decision_sell_mean,
+  sum(slip_decision_bps * value) FILTER (WHERE side = 'buy')
+    / nullif(sum(value) FILTER (WHERE side = 'buy' AND slip_decision_bps IS NOT NULL), 0)
+    AS slip_decision_buy_vw,
+  sum(slip_decision_bps * value) FILTER (WHERE side = 'sell')
+    / nullif(sum(value) FILTER (WHERE side = 'sell' AND slip_decision_bps IS NOT NULL), 0)
+    AS slip_decision_sell_vw,
+  quantile_cont(slip_decision_bps, 0.95) FILTER (WHERE side = 'buy') AS slip_decision_buy_p95,
+  quantile_cont(slip_decision_bps, 0.95) FILTER (WHERE side = 'sell') AS slip_decision_sell_p95,
+  count(slip_decision_bps) FILTER (WHERE side = 'buy') AS slip_decision_buy_n,
+  count(slip_decision_bps) FILTER (WHERE side = 'sell') AS slip_decision_sell_n,
+  avg(slip_arrival_bps) FILTER (WHERE side = 'buy') AS slip_arrival_buy_mean,
+  avg(slip_arrival_bps) FILTER (WHERE side = 'sell') AS slip_arrival_sell_mean,
+  sum(slip_arrival_bps * value) FILTER (WHERE side = 'buy')
+    / nullif(sum(value) FILTER (WHERE side = 'buy' AND slip_arrival_bps IS NOT NULL), 0)
+    AS slip_arrival_buy_vw,
+  sum(slip_arrival_bps * value) FILTER (WHERE side = 'sell')
+    / nullif(sum(value) FILTER (WHERE side = 'sell' AND slip_arrival_bps IS NOT NULL), 0)
+    AS slip_arrival_sell_vw,
+  quantile_cont(slip_arrival_bps, 0.95) FILTER (WHERE side = 'buy') AS slip_arrival_buy_p95,
+  quantile_cont(slip_arrival_bps, 0.95) FILTER (WHERE side = 'sell') AS slip_arrival_sell_p95,
+  count(slip_arrival_bps) FILTER (WHERE side = 'buy') AS slip_arrival_buy_n,
+  count(slip_arrival_bps) FILTER (WHERE side = 'sell') AS slip_arrival_sell_n,
+  -avg(slip_arrival_bps) / 1e4 AS pa_mean,
+  -sum(slip_arrival_bps * value) / nullif(sum(value) FILTER (WHERE slip_arrival_bps IS NOT NULL), 0)
+    / 1e4 AS pa_value_weighted,
+  avg(CASE WHEN slip_arrival_bps < 0 THEN 1.0 WHEN slip_arrival_bps IS NOT NULL THEN 0.0 END)
+    AS pa_pos
+FROM s GROUP BY instance, mode ORDER BY instance, mode
+"""
+
+REASONS_SQL = """
+SELECT o.instance, o.mode, o.status, coalesce(o.reason, '') AS reason, count(*) AS n
+FROM fb_orders o JOIN fb_ranges r
+  ON o.instance = r.instance AND o.mode = r.mode AND o.day BETWEEN r.start AND r."end"
+WHERE o.status IN ('DENIED', 'REJECTED', 'CANCELED', 'EXPIRED', 'CUT')
+GROUP BY ALL ORDER BY ALL
+"""
+
+
+def order_stats(con) -> pd.DataFrame:
+    """:data:`ORDER_STATS_SQL` over ``fb_orders`` x ``fb_ranges``: one row per (instance, mode)."""
+    return con.sql(ORDER_STATS_SQL).df()
+
+
+# ---- instances ------------------------------------------------------------------------------
+def list_instances(con, instances=None, mode: str | None = None) -> list[dict]:
+    """Instances recorded in the database (preview and paper/live), optionally filtered.
+
+    Returns
+    -------
+    list of dict
+        ``instance``, ``mode``, ``first``, ``last`` (dates of the daily series) and ``info``.
+    """
+    if mode is not None and mode not in MODES:
+        raise ValueError(f"mode must be one of {MODES} or None, got {mode!r}")
+    rows = con.sql("""SELECT instance, mode, min(day), max(day) FROM fb_daily
+                      GROUP BY ALL ORDER BY mode, instance""").fetchall()
+    info = {r[0]: dict(zip(("display_name", "strategy", "signal", "initial_capital", "market"),
+                           r[1:], strict=True))
+            for r in con.sql("""SELECT preview_id, display_name, strategy, signal,
+                                       initial_capital, market FROM preview_strategy""").fetchall()}
+    out = []
+    for inst, md, first, last in rows:
+        if instances is not None and inst not in set(instances):
+            continue
+        if mode is not None and md != mode:
+            continue
+        meta = info.get(inst, {}) if md == "preview" else {"display_name": inst}
+        out.append({"instance": inst, "mode": md, "first": first, "last": last, "info": meta})
+    if instances is not None:
+        missing = set(instances) - {r["instance"] for r in out}
+        if missing:
+            raise KeyError(f"no recorded {mode or 'any'}-mode trajectory for {sorted(missing)}")
+    return out
+
+
+# ---- signal quality -------------------------------------------------------------------------
+class _Labels:
+    """Next-session close-to-close returns from ``bars.parquet`` (loaded once, lazily)."""
+
+    def __init__(self, data_dir):
+        self.data_dir = Path(data_dir)
+        self._panel = None
+
+    @property
+    def panel(self):
+        if self._panel is None:
+            from bridge.market.data import Panel, load_bars
+
+            self._panel = Panel.from_bars(load_bars(self.data_dir))
+        return self._panel
+
+    def frame(self) -> pd.DataFrame:
+        p = self.panel
+        c = p.close
+        nxt = np.full_like(c, np.nan)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            nxt[:-1] = c[1:] / c[:-1] - 1.0
+        t, n = np.nonzero(np.isfinite(nxt))
+        return pd.DataFrame({"datetime": pd.to_datetime(p.sessions[t]),
+                             "instrument": p.instruments[n].astype(str), "label": nxt[t, n]})
+
+
+def _signal_frame(con, inst: dict, labels: _Labels) -> tuple[pd.DataFrame | None, str]:
+    if inst["mode"] == "preview":
+        name = inst["info"].get("signal") or ""
+        m = re.fullmatch(r"(momentum|reversal)_(\d+)", name)
+        if not m:
+            return None, name or "none"
+        from bridge.research import factors
+
+        return getattr(factors, m[1])(labels.panel, int(m[2])), f"bridge.research.{m[1]}({m[2]})"
+    q = """SELECT CAST(d.signal_date AS TIMESTAMP) AS datetime, s.instrument, s.score
+           FROM snapshot_signal s JOIN decision_snapshot d USING (snapshot_id)
+           WHERE s.snapshot_id IN (SELECT snapshot_id FROM trade_run
+                                   WHERE strategy_id = ? AND mode = ?)"""
+    df = con.execute(q, [inst["instance"], inst["mode"]]).df()
+    return (df if len(df) else None), "snapshot_signal"
+
+
+def signal_ic(con, inst: dict, labels: _Labels | None, start: date, end: date):
+    """Per-date IC table and Qlib summary of an instance's scores vs next-session returns."""
+    empty = pd.DataFrame({"datetime": pd.to_datetime([]), "ic": [], "rank_ic": []})
+    if labels is None:
+        return empty, {"source": "none", **M.ic_summary([], [])}
+    sig, source = _signal_frame(con, inst, labels)
+    if sig is None:
+        return empty, {"source": source, **M.ic_summary([], [])}
+    sig = sig[(sig["datetime"] >= pd.Timestamp(start)) & (sig["datetime"] <= pd.Timestamp(end))]
+    df = sig.merge(labels.frame(), on=["datetime", "instrument"], how="inner")
+    d, ic, ric = M.calc_ic(df["datetime"].to_numpy(), df["score"], df["label"])
+    table = pd.DataFrame({"datetime": pd.to_datetime(d), "ic": ic, "rank_ic": ric})
+    summ = M.ic_summary(ic, ric)
+    return table, {"source": source,
+                   "label": "close[t+1] / close[t] - 1 (next session, bars.parquet)", **summ}
+
+
+# ---- per-instance assembly ------------------------------------------------------------------
+def _f(x):
+    """float or None (JSON null) for NaN/None."""
+    if x is None:
+        return None
+    try:
+        v = float(x)
+    except (TypeError, ValueError):
+        return None
+    return v if math.isfinite(v) else None
+
+
+def _side_block(row, kind: str) -> dict:
+    return {side: {"n": int(row[f"slip_{kind}_{side}_n"] or 0),
+                   "mean": _f(row[f"slip_{kind}_{side}_mean"]),
+                   "value_weighted": _f(row[f"slip_{kind}_{side}_vw"]),
+                   "p95": _f(row[f"slip_{kind}_{side}_p95"])} for side in ("buy", "sell")}
+
+
+def order_records(con, instance: str, mode: str, start: date, end: date) -> pd.DataFrame:
+    """Per-order records of one instance and period, with slippage (bps) and ``pa``."""
+    return con.execute("""
+        SELECT day, instrument, side, quantity, filled_quantity, fill_price, decision_price,
+               arrival_price, value, fee, status, reason, snapshot_id, order_id,
+               CASE WHEN filled_quantity > 0 AND decision_price > 0 THEN
+                 (CASE WHEN side = 'buy' THEN 1 ELSE -1 END) * (fill_price / decision_price - 1) * 1e4
+               END AS slippage_decision_bps,
+               CASE WHEN filled_quantity > 0 AND arrival_price > 0 THEN
+                 (CASE WHEN side = 'buy' THEN 1 ELSE -1 END) * (fill_price / arrival_price - 1) * 1e4
+               END AS slippage_arrival_bps
+        FROM fb_orders WHERE instance = ? AND mode = ? AND day BETWEEN ? AND ?
+        ORDER BY day, instrument, side""", [instance, mode, start, end]).df().assign(
+        pa=lambda d: -d["slippage_arrival_bps"] / 1e4)
+
+
+def gap_ticks(con, instance: str, mode: str, start: date, end: date) -> dict:
+    """Backtest-vs-paper gap: |avg fill - planned price| in ticks, for snapshot orders."""
+    from bridge.market.rules import MARKETS
+
+    if mode == "preview":
+        return {"n": 0, "mean": None, "p95": None, "share_within_1_tick": None,
+                "note": "preview fills are the backtest itself: no separate paper fill"}
+    rows = con.execute("""
+        SELECT abs(o.fill_price - p.price) AS gap, d.market
+        FROM fb_orders o
+        JOIN planned_order p ON p.snapshot_id = o.snapshot_id AND p.instrument = o.instrument
+                            AND lower(p.side) = o.side
+        JOIN decision_snapshot d ON d.snapshot_id = o.snapshot_id
+        WHERE o.instance = ? AND o.mode = ? AND o.day BETWEEN ? AND ?
+          AND o.filled_quantity > 0 AND p.price > 0""", [instance, mode, start, end]).df()
+    if rows.empty:
+        return {"n": 0, "mean": None, "p95": None, "share_within_1_tick": None}
+    tick = rows["market"].map(lambda m: MARKETS.get(m, MARKETS["US"]).tick_size).to_numpy(float)
+    g = rows["gap"].to_numpy(float) / tick
+    return {"n": int(g.size), "mean": _f(g.mean()), "p95": _f(np.percentile(g, 95)),
+            "share_within_1_tick": _f((g <= 1 + 1e-9).mean())}
+
+
+def _state_changes(con, start: date, end: date) -> dict:
+    if not _has_rows(con, "audit_log"):
+        return {"n": 0, "transitions": {}}
+    rows = con.execute("""
+        SELECT coalesce(json_extract_string(detail, '$.from'), '?') || '->' ||
+               coalesce(json_extract_string(detail, '$.to'), '?') AS t, count(*)
+        FROM audit_log WHERE kind = 'RISK_STATE'
+          AND CAST(epoch_ms(ts_ms) AS DATE) BETWEEN ? AND ? GROUP BY 1 ORDER BY 1""",
+                       [start, end]).fetchall()
+    return {"n": int(sum(n for _, n in rows)), "transitions": {t: int(n) for t, n in rows}}
+
+
+def _daily(con, instance: str, mode: str, start: date, end: date) -> pd.DataFrame:
+    d = con.execute("""
+        SELECT d.*, coalesce(o.n_orders, 0) AS n_orders FROM fb_daily d
+        LEFT JOIN (SELECT day, count(*) AS n_orders FROM fb_orders
+                   WHERE instance = $1 AND mode = $2 AND status <> 'CUT' GROUP BY day) o USING (day)
+        WHERE d.instance = $1 AND d.mode = $2 AND d.day BETWEEN $3 AND $4
+        ORDER BY d.day""", [instance, mode, start, end]).df()
+    d.index = pd.DatetimeIndex(pd.to_datetime(d.pop("day")), name="datetime")
+    d = d.drop(columns=["instance", "mode"])
+    d["net_return"] = d["return"] - d["cost"]
+    d["excess_return_without_cost"] = d["return"] - d["bench"]
+    d["excess_return_with_cost"] = d["return"] - d["bench"] - d["cost"]
+    d["nav"] = np.cumprod(1.0 + d["net_return"].to_numpy())
+    d["bench_nav"] = np.cumprod(1.0 + d["bench"].to_numpy())
+    d["drawdown"] = M.drawdown_series(d["net_return"].to_numpy()) if len(d) else []
+    return d
+
+
+def _summary(d: pd.DataFrame, st: dict, reasons: pd.DataFrame, states: dict, gap: dict,
+             signal: dict) -> dict:
+    net = d["net_return"].to_numpy()
+    bench = d["bench"].to_numpy()
+    geo = {k: (_f(v) if k != "periods" else v) for k, v in M.geometric_metrics(net).items()}
+    qlib = {name: {k: _f(v) for k, v in M.risk_analysis(d[name].to_numpy(), freq="day").items()}
+            for name in ("excess_return_without_cost", "excess_return_with_cost")}
+    qlib["return_with_cost"] = {k: _f(v) for k, v in M.risk_analysis(net, freq="day").items()}
+
+    def by(status):
+        r = reasons[reasons["status"] == status]
+        return {str(k): int(v) for k, v in zip(r["reason"], r["n"], strict=True)}
+
+    first_prev = d["account"].iloc[0] / (1 + d["return"].iloc[0] - d["cost"].iloc[0]) if len(d) else 1
+    traded = _f(st.get("traded_value"))
+    fees = _f(st.get("fees")) or 0.0
+    return {
+        "returns": {**geo, "convention": "geometric, net of costs, 252 sessions/year, rf=0, "
+                                         "sample std; max_drawdown on compounded NAV"},
+        "benchmark": {**{k: (_f(v) if k != "periods" else v)
+                         for k, v in M.geometric_metrics(bench).items()},
+                      "missing_sessions": int(d["bench_missing"].sum()) if len(d) else 0},
+        "qlib": {**qlib, "convention": "qlib.contrib.evaluate.risk_analysis mode='sum', N=238 "
+                                       "(freq='day'); mean/std per session, not annualised"},
+        "trading": {
+            "n_orders": int(st.get("n_orders") or 0), "n_filled": int(st.get("n_filled") or 0),
+            "n_partial": int(st.get("n_partial") or 0),
+            "fill_ratio": _f(st.get("fill_ratio")),
+            "n_canceled": int(st.get("n_canceled") or 0),
+            "n_expired": int(st.get("n_expired") or 0),
+            "rejects_by_reason": by("REJECTED"), "denials_by_reason": by("DENIED"),
+            "cuts_by_reason": by("CUT"),
+            "traded_value": traded, "costs": fees,
+            "turnover": _f(d["turnover"].sum()) if len(d) else None,
+            "cost_bps": _f(fees / first_prev * 1e4) if first_prev else None,
+            "trading_state_changes": states,
+        },
+        "execution": {
+            "slippage_bps": {"decision": _side_block(st, "decision"),
+                             "arrival": _side_block(st, "arrival"),
+                             "convention": "bps, positive = cost (buy above / sell below)"},
+            "pa": {"mean": _f(st.get("pa_mean")), "value_weighted": _f(st.get("pa_value_weighted")),
+                   "pos": _f(st.get("pa_pos")),
+                   "convention": "Qlib pa: sign*(fill/arrival-1), sell +1 buy -1; fraction"},
+            "gap_ticks": gap,
+        },
+        "signal": signal,
+    }
+
+
+def aggregate(db, data_dir=None, instances=None, period="all", mode: str | None = None,
+              con=None) -> list[Feedback]:
+    """Feedback of every recorded instance (or the named ones) for one period.
+
+    Parameters
+    ----------
+    db : path to bridge's DuckDB file (opened read-only), ignored when ``con`` is given
+    data_dir : path, optional
+        Folder with ``benchmark.parquet`` and ``bars.parquet``; without it the benchmark return
+        is 0 and signal quality is not computed.
+    instances : sequence of str, optional
+        preview_id / strategy_id values; default all.
+    period : str or (start, end)
+        See :func:`resolve_period`; resolved per instance against its own sessions.
+    mode : {"preview", "paper", "live"}, optional
+        Default: every mode recorded.
+    con : duckdb connection, optional
+        An open connection (tests, benchmark); the views are created on it.
+
+    Returns
+    -------
+    list of Feedback
+    """
+    if con is None:
+        from bridge.store.duck import connect
+
+        with connect(db, read_only=True) as c:
+            return aggregate(db, data_dir, instances, period, mode, con=c)
+    create_views(con, data_dir)
+    insts = list_instances(con, instances, mode)
+    ranges = []
+    for inst in insts:
+        label, s, e = resolve_period(period, inst["first"], inst["last"])
+        inst.update(label=label, start=s, end=e)
+        ranges.append((inst["instance"], inst["mode"], s, e))
+    if not insts:
+        return []
+    _ranges_table(con, ranges)
+    stats = order_stats(con).set_index(["instance", "mode"])
+    reasons = con.sql(REASONS_SQL).df()
+    labels = _Labels(data_dir) if data_dir is not None and \
+        (Path(data_dir) / "bars.parquet").exists() else None
+    out = []
+    for inst in insts:
+        key = (inst["instance"], inst["mode"])
+        s, e = inst["start"], inst["end"]
+        d = _daily(con, *key, s, e)
+        st = stats.loc[key].to_dict() if key in stats.index else {}
+        rs = reasons[(reasons["instance"] == key[0]) & (reasons["mode"] == key[1])]
+        states = _state_changes(con, s, e) if key[1] != "preview" else {"n": 0, "transitions": {}}
+        gap = gap_ticks(con, *key, s, e)
+        ic_table, sig = signal_ic(con, inst, labels, s, e)
+        sig = {k: (_f(v) if isinstance(v, float) else v) for k, v in sig.items()}
+        fb = Feedback(instance=key[0], mode=key[1],
+                      period={"label": inst["label"], "start": s.isoformat(), "end": e.isoformat(),
+                              "sessions": int(len(d))},
+                      info=inst["info"], daily=d, orders=order_records(con, *key, s, e),
+                      ic=ic_table)
+        fb.summary = _summary(d, st, rs, states, gap, sig)
+        out.append(fb)
+    return out
