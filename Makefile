@@ -40,13 +40,15 @@ preview: data
 report: preview chromium
 	$(BIN)/bridge report preview --db $(DATA)/bridge.duckdb --out $(REPORTS) --png
 	$(BIN)/bridge report plan --db $(DATA)/bridge.duckdb --out $(REPORTS)
+	$(BIN)/bridge report paper --db $(DATA)/bridge.duckdb --out $(REPORTS)
 
 demo: report
 
 	@echo ""
 	@echo "Demo done: state in $(DATA)/bridge.duckdb; report in $(REPORTS)/preview.html (open it in a browser),"
 	@echo "executed notebook $(REPORTS)/preview.ipynb, NAV chart $(REPORTS)/preview_nav.png;"
-	@echo "tomorrow's orders from the momentum book: $(REPORTS)/plan.html and $(REPORTS)/plan/<date>/orders_*.csv."
+	@echo "tomorrow's orders from the momentum book: $(REPORTS)/plan.html and $(REPORTS)/plan/<date>/orders_*.csv;"
+	@echo "a snapshot executed on the paper broker, book reconciled: $(REPORTS)/paper.html."
 
 test: $(VENV)/.installed-dev,research chromium
 	$(BIN)/bridge data install-samples --data-dir $(DATA) --db $(DATA)/bridge.duckdb

@@ -234,6 +234,146 @@ print(f"snapshot {snap.snapshot_id}: re-planned {len(again)} orders, identical; 
 ]
 
 
+PAPER = [
+    md("""
+# Paper hand-off: a DecisionSnapshot through risk and the paper broker
+
+The book of a preview instance on `signal_date` (real positions and cash from
+`bridge preview run`) is planned into the next session's orders (a DecisionSnapshot), then
+executed for real against the embedded paper broker: persisted before sending, pre-trade risk,
+submit, fills at the next session's open on the real bars, write-back to bridge's own book in
+DuckDB, events through the outbox, audit. The last cells compare bridge's book with the broker's
+and the paper fills with the prices the plan expected.
+"""),
+    code("""
+# Parameters (papermill overrides these)
+db_path = None                  # DuckDB file; None -> <project>/data/bridge.duckdb
+data_dir = None                 # market data; None -> <project>/data
+from_preview = "momentum_top50"  # preview instance whose book is handed to the broker
+signal_date = "2010-08-12"      # decide on this session's close, trade the next session
+broker = "sim"                  # the embedded paper broker
+fill_at = "open"                # market orders fill at the next session's open (or "close")
+participation = 0.1             # share of a bar's volume the broker lets us trade
+topk = 50
+n_drop = 5
+strategy_id = "momentum_paper"
+events_dir = None               # outbox folder; None -> <project>/data/events/<strategy_id>
+""", tags=["parameters"]),
+    code("""
+from datetime import datetime
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import plotly.express as px
+import plotly.io as pio
+from IPython.display import display
+
+from bridge import paths
+from bridge.brokers.sim import PaperBroker
+from bridge.brokers.sim_executor import SimExecutor, advance_session
+from bridge.execution.outbox import Outbox, read_events
+from bridge.execution.overview import trade_overview
+from bridge.execution.run import TradeRun
+from bridge.market.data import Panel, load_bars
+from bridge.planner.job import plan_tomorrow
+from bridge.planner.tomorrow import PlanParams
+from bridge.portfolio import TopkDropout
+from bridge.research import momentum
+from bridge.risk import RiskEngine
+from bridge.store import read_table
+
+assert broker == "sim", "only the embedded paper broker runs in-process (Alpaca/IB: next issues)"
+pio.renderers.default = "plotly_mimetype+notebook"
+db = Path(db_path or paths.default_db())
+data = Path(data_dir or paths.data_dir())
+events = Path(events_dir or data / "events" / strategy_id)
+panel = Panel.from_bars(load_bars(data))
+day = pd.Timestamp(signal_date)
+pos = read_table(db, "preview_position", [from_preview]).to_pandas()
+acc = read_table(db, "preview_account", [from_preview]).to_pandas()
+book = pos[pd.to_datetime(pos["trading_day"]) == day][["instrument", "amount", "avg_cost"]]
+cash = float(acc.loc[pd.to_datetime(acc["trading_day"]) == day, "cash"].iloc[0])
+print(f"{from_preview} on {day.date()}: {len(book)} positions, cash {cash:,.2f}")
+"""),
+    md("## Plan: the DecisionSnapshot"),
+    code("""
+preds = momentum(panel, 20)
+out = plan_tomorrow(preds[preds["datetime"] <= day], book[["instrument", "amount"]], cash,
+                    PlanParams(topk=TopkDropout(topk=topk, n_drop=n_drop)), data, db,
+                    paths.reports_dir() / "plan", created_at=datetime(2000, 1, 1))
+snap = out.snapshot
+planned = snap.orders[snap.orders["quantity"] > 0]
+print(f"snapshot {snap.snapshot_id}: {len(planned)} orders for {snap.trade_date.date()}")
+"""),
+    md("## Execute against the paper broker"),
+    code("""
+clock_ms = [int((day + pd.Timedelta(hours=20)).value // 10**6)]
+clock = lambda: clock_ms[0]
+state = data / "paper" / f"{strategy_id}.json"   # the paper account outlives this notebook
+if state.exists():
+    venue = PaperBroker.load(state, panel, clock=clock)
+else:
+    venue = PaperBroker(panel, cash, fill_at=fill_at, participation=participation, clock=clock)
+    venue._t = int(np.searchsorted(panel.sessions, np.datetime64(day.date())))
+    for r in book.itertuples():  # the paper account opens with the preview's book
+        venue.transfer_in(r.instrument, r.amount, r.avg_cost)
+run_ = TradeRun(db, SimExecutor(venue), RiskEngine.default(rate_per_s=1_000, burst=1_000,
+                                                           max_weight=0.1), clock,
+                outbox=Outbox(events), strategy_id=strategy_id)
+report = run_.submit_snapshot(snap.snapshot_id, clock_ms[0])
+if report.orders:  # a re-run of the same decision sends nothing: its ids are already stored
+    advance_session(run_.executor, snap.trade_date.date())
+    run_.collect(report)
+    venue.save(state)
+run_.outbox.close()
+status = pd.Series([str(o.status) for o in report.orders]).value_counts()
+print(f"run {report.run_id}: " + ", ".join(f"{k}={v}" for k, v in status.items())
+      + (f"{len(report.duplicates)} orders already sent by an earlier run: refused, not re-sent"
+         if report.duplicates else ""))
+"""),
+    md("## Orders and fills"),
+    code("""
+orders = read_table(db, "exec_order").to_pandas()
+orders = orders[orders["decision_snapshot_id"] == snap.snapshot_id]
+display(orders[["instrument", "side", "quantity", "status", "filled_quantity", "avg_fill_price",
+                "px_intent", "commission", "deny_reason", "reject_reason"]].style.format(
+    {"quantity": "{:,.0f}", "filled_quantity": "{:,.0f}", "avg_fill_price": "{:.2f}",
+     "px_intent": "{:.2f}", "commission": "{:.2f}"}).hide(axis="index"))
+"""),
+    md("## Fill price against the decision price (slippage, bps; + = adverse)"),
+    code("""
+filled = orders[orders["filled_quantity"] > 0].copy()
+sign = np.where(filled["side"] == "buy", 1, -1)
+filled["slippage_bps"] = sign * (filled["avg_fill_price"] / filled["px_intent"] - 1) * 1e4
+print(f"{len(filled)} filled orders; mean slippage vs the decision close "
+      f"{filled['slippage_bps'].mean():.1f} bps (overnight move to the next open)")
+px.histogram(filled, x="slippage_bps", color="side", nbins=30, template="plotly_white",
+             title="Paper fill at the next open vs decision price (bps)")
+"""),
+    md("## bridge's book against the broker's"),
+    code("""
+ov = trade_overview(db, strategy_id=strategy_id, mode="paper")
+local = ov.positions.to_pandas().set_index("instrument")["quantity"]
+remote = pd.Series({i: p["qty"] for i, p in venue.get_positions().items()}, dtype=float)
+both = pd.DataFrame({"bridge": local, "broker": remote}).fillna(0.0)
+diff = both[both["bridge"] != both["broker"]]
+display(ov.pnl.to_pandas())
+assert diff.empty, diff
+cash_local = float(ov.pnl["cash"][0])
+assert cash_local == venue.get_account()["cash"], (cash_local, venue.get_account()["cash"])
+print(f"{len(both)} positions and the cash ({cash_local:,.2f}) agree with the paper broker")
+"""),
+    md("## Events published by the outbox"),
+    code("""
+evs = pd.DataFrame([{"seq": e.seq, "type": str(e.type), "client_order_id": e.client_order_id}
+                    for e in read_events(events)], columns=["seq", "type", "client_order_id"])
+print(f"{len(evs)} events in {events}")
+display(evs.groupby("type").size().rename("events").to_frame())
+"""),
+]
+
+
 def write(name, cells):
     nb = nbf.v4.new_notebook()
     nb.cells = cells
@@ -250,3 +390,4 @@ def write(name, cells):
 if __name__ == "__main__":
     write("preview", PREVIEW)
     write("plan", PLAN)
+    write("paper", PAPER)

@@ -259,3 +259,19 @@ def test_live_mode_needs_approval_and_explicit_flag(panel, tmp_path):
     run = TradeRun(db, ex, RiskEngine.default(), lambda: 0, mode="live", strategy_id="s",
                    allow_live=True)
     assert run.mode == "live"
+
+
+def test_paper_broker_state_survives_the_process(panel, tmp_path):
+    b = PaperBroker(panel, 10_000.0, RULES, participation=1.0)
+    b.place_order("a", "A", "buy", 100)
+    b.place_order("g", "B", "buy", 10, "limit", 15.0, "gtc")     # stays open
+    b.run_session(0)
+    b.save(tmp_path / "venue.json")
+    c = PaperBroker.load(tmp_path / "venue.json", panel, RULES)
+    assert c.get_account() == b.get_account() and c.get_positions() == b.get_positions()
+    assert c.get_fills() == b.get_fills()
+    assert c.place_order("a", "A", "buy", 1)["reject_reason"] == "client_order_id must be unique"
+    assert c._buying_power() == b._buying_power()                # open orders still reserve cash
+    nxt = c.place_order("n", "A", "sell", 50)
+    assert nxt["broker_order_id"] == "sim-00000003"               # ids continue, never reused
+    assert c.run_session(1)[0]["exec_id"] == "simx-0000000002"

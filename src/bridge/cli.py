@@ -188,36 +188,40 @@ def plan(predictions: Annotated[Path | None, typer.Option(
         con.print(f"wrote {f}")
 
 
-@report_app.command("preview")
-def report_preview(db: DbPath = None,
-                   out: Annotated[Path | None, typer.Option(help="Output folder [default: <root>/reports]")] = None,
-                   png: Annotated[bool, typer.Option(help="Also export the NAV chart as PNG (needs Chromium)")] = False) -> None:
-    """Execute notebooks/preview.ipynb with papermill; write the executed notebook and HTML."""
+def _report(name: str, parameters: dict, out: Path) -> None:
     from bridge.reports.notebooks import execute_notebook
 
-    out = out or paths.reports_dir()
-    db = db or paths.default_db()
     con = _console()
-    with con.status("executing notebooks/preview.ipynb with papermill ..."):
-        written = execute_notebook("preview", out, {"db_path": str(db), "png_path":
-                                                    str(out / "preview_nav.png") if png else ""})
+    with con.status(f"executing notebooks/{name}.ipynb with papermill ..."):
+        written = execute_notebook(name, out, parameters)
     for p in written:
         con.print(f"wrote {p}")
+
+
+ReportOut = Annotated[Path | None, typer.Option(help="Output folder [default: <root>/reports]")]
+
+
+@report_app.command("preview")
+def report_preview(db: DbPath = None, out: ReportOut = None,
+                   png: Annotated[bool, typer.Option(help="Also export the NAV chart as PNG (needs Chromium)")] = False) -> None:
+    """NAV, drawdown, metrics and positions of the preview instances (notebooks/preview.ipynb)."""
+    out = out or paths.reports_dir()
+    _report("preview", {"db_path": str(db or paths.default_db()),
+                        "png_path": str(out / "preview_nav.png") if png else ""}, out)
 
 
 @report_app.command("plan")
-def report_plan(db: DbPath = None,
-                out: Annotated[Path | None, typer.Option(help="Output folder [default: <root>/reports]")] = None) -> None:
-    """Execute notebooks/plan.ipynb (tomorrow's orders from the preview's book) with papermill."""
-    from bridge.reports.notebooks import execute_notebook
-
+def report_plan(db: DbPath = None, out: ReportOut = None) -> None:
+    """Tomorrow's orders from the preview's book (notebooks/plan.ipynb)."""
     out = out or paths.reports_dir()
-    db = db or paths.default_db()
-    con = _console()
-    with con.status("executing notebooks/plan.ipynb with papermill ..."):
-        written = execute_notebook("plan", out, {"db_path": str(db), "out_dir": str(out / "plan")})
-    for p in written:
-        con.print(f"wrote {p}")
+    _report("plan", {"db_path": str(db or paths.default_db()), "out_dir": str(out / "plan")}, out)
+
+
+@report_app.command("paper")
+def report_paper(db: DbPath = None, out: ReportOut = None) -> None:
+    """A snapshot through risk and the embedded paper broker (notebooks/paper.ipynb)."""
+    out = out or paths.reports_dir()
+    _report("paper", {"db_path": str(db or paths.default_db())}, out)
 
 
 def main() -> None:

@@ -142,6 +142,61 @@ class PaperBroker:
         self._reserved_cash = 0.0                        # open buy notional at reserve prices
         self._open_sell: dict[str, float] = {}           # instrument -> open sell shares
 
+    # ---- persistence: the venue outlives the process, like a real broker's account -------
+    STATE_VERSION = 1
+
+    def save(self, path) -> None:
+        """Write the venue's state (account, orders, fills, id counters) as JSON, atomically.
+
+        The bars are not stored (they are the data); fault settings are not stored either.
+        """
+        import json
+        import os
+        from pathlib import Path
+
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        state = {
+            "version": self.STATE_VERSION, "t": getattr(self, "_t", 0),
+            "config": {"fill_at": self.fill_at, "participation": self.participation},
+            "account": {"cash": self.account.cash, "positions": self.account.positions,
+                        "cost": self.account.cost},
+            "orders": [o.to_dict() for o in self.orders.values()], "fills": self.fills,
+            "next_order": next(self._ids), "next_exec": next(self._exec),
+        }
+        tmp = path.with_suffix(path.suffix + ".tmp")
+        with open(tmp, "w") as f:
+            json.dump(state, f, sort_keys=True)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+        self._ids = itertools.count(state["next_order"])
+        self._exec = itertools.count(state["next_exec"])
+
+    @classmethod
+    def load(cls, path, panel: Panel, rules: MarketRules = US, **kwargs) -> PaperBroker:
+        """Re-open a venue saved with :meth:`save` over the same bars."""
+        import json
+
+        state = json.loads(open(path).read())
+        if state.get("version") != cls.STATE_VERSION:
+            raise BrokerError(f"unsupported paper broker state version {state.get('version')}")
+        cfg = {**state["config"], **kwargs}
+        b = cls(panel, state["account"]["cash"], rules, **cfg)
+        b.account.positions = {k: float(v) for k, v in state["account"]["positions"].items()}
+        b.account.cost = {k: float(v) for k, v in state["account"]["cost"].items()}
+        for rec in state["orders"]:
+            o = VenueOrder(**rec)
+            b.orders[o.broker_order_id] = o
+            b.by_client_id[o.client_order_id] = o.broker_order_id
+            if o.status in ("accepted", "partially_filled"):
+                b._open_interest(o, o.quantity - o.filled_quantity)
+        b.fills = list(state["fills"])
+        b._ids = itertools.count(state["next_order"])
+        b._exec = itertools.count(state["next_exec"])
+        b._t = state["t"]
+        return b
+
     def transfer_in(self, instrument: str, quantity: float, avg_cost: float) -> None:
         """Deposit shares into the account (an opening balance, e.g. a book moved from
         elsewhere): not a trade, no fill, no fee."""
