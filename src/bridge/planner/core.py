@@ -218,7 +218,9 @@ def plan_orders(current: np.ndarray, target: np.ndarray, price: np.ndarray,
     if buy_priority is not None:
         first = np.asarray(buy_priority, dtype=np.int64)
         first = first[wants[first]]
-        rest = np.flatnonzero(wants & ~np.isin(np.arange(len(delta)), first))
+        rest_mask = wants.copy()
+        rest_mask[first] = False
+        rest = np.flatnonzero(rest_mask)
         buys = np.concatenate([first, rest])
     else:
         buys = np.flatnonzero(wants)

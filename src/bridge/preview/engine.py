@@ -285,8 +285,17 @@ def _slipped(price: np.ndarray, selling: np.ndarray, slip: float) -> np.ndarray:
 
 
 def _cat(records: list[tuple], j: int, dtype=None) -> np.ndarray:
-    arrs = [np.broadcast_to(np.asarray(r[j]), (len(r[1]),)) for r in records if len(r[1])]
-    return np.concatenate(arrs).astype(dtype) if arrs else np.array([], dtype=dtype)
+    """Field ``j`` of every record, flattened: arrays are concatenated, a scalar is repeated
+    once per instrument of its record (``len(r[1])``)."""
+    if not records:
+        return np.array([], dtype=dtype)
+    lens = np.fromiter((len(r[1]) for r in records), np.int64, len(records))
+    if all(np.ndim(r[j]) == 0 for r in records):
+        vals = np.array([r[j] for r in records], dtype=object if dtype is object else None)
+        return np.repeat(vals, lens).astype(dtype)
+    parts = [np.asarray(r[j]) if np.ndim(r[j]) else np.full(n, r[j], dtype=object)
+             for r, n in zip(records, lens, strict=True)]
+    return np.concatenate(parts).astype(dtype)
 
 
 def _frames(panel: Panel, spec: InstanceSpec, book: _Book) -> dict[str, pl.DataFrame]:
