@@ -241,8 +241,9 @@ PAPER = [
 The book of a preview instance on `signal_date` (real positions and cash from
 `bridge preview run`) is planned into the next session's orders (a DecisionSnapshot), then
 executed for real against the embedded paper broker: persisted before sending, pre-trade risk,
-submit, fills at the next session's open on the real bars, write-back to bridge's own book in
-DuckDB, events through the outbox, audit. The last cells compare bridge's book with the broker's
+sells at the next session's opening auction, buys at its close with the cash the sells freed,
+fills on the real bars, write-back to bridge's own book in DuckDB, events through the outbox,
+audit. The last cells compare bridge's book with the broker's
 and the paper fills with the prices the plan expected.
 """),
     code("""
@@ -261,6 +262,7 @@ events_dir = None               # outbox folder; None -> <project>/data/events/<
 """, tags=["parameters"]),
     code("""
 from datetime import datetime
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -321,16 +323,17 @@ else:
 run_ = TradeRun(db, SimExecutor(venue), RiskEngine.default(rate_per_s=1_000, burst=1_000,
                                                            max_weight=0.1), clock,
                 outbox=Outbox(events), strategy_id=strategy_id)
-report = run_.submit_snapshot(snap.snapshot_id, clock_ms[0])
-if report.orders:  # a re-run of the same decision sends nothing: its ids are already stored
-    advance_session(run_.executor, snap.trade_date.date())
-    run_.collect(report)
-    venue.save(state)
+# sells at the opening auction, then buys at the close with the cash the sells freed
+sells, buys = run_.execute_sells_first(snap.snapshot_id, clock_ms[0], snap.trade_date.date(),
+                                       partial(advance_session, run_.executor))
+venue.save(state)
 run_.outbox.close()
-status = pd.Series([str(o.status) for o in report.orders]).value_counts()
-print(f"run {report.run_id}: " + ", ".join(f"{k}={v}" for k, v in status.items())
-      + (f"{len(report.duplicates)} orders already sent by an earlier run: refused, not re-sent"
-         if report.duplicates else ""))
+sent = sells.orders + buys.orders
+status = pd.Series([str(o.status) for o in sent]).value_counts()
+print("orders: " + (", ".join(f"{k}={v}" for k, v in status.items()) or "none sent"))
+dups = sells.duplicates + buys.duplicates
+if dups:  # a re-run of the same decision sends nothing: its ids are already stored
+    print(f"{len(dups)} orders already sent by an earlier run: refused locally, not re-sent")
 """),
     md("## Orders and fills"),
     code("""
@@ -347,9 +350,9 @@ filled = orders[orders["filled_quantity"] > 0].copy()
 sign = np.where(filled["side"] == "buy", 1, -1)
 filled["slippage_bps"] = sign * (filled["avg_fill_price"] / filled["px_intent"] - 1) * 1e4
 print(f"{len(filled)} filled orders; mean slippage vs the decision close "
-      f"{filled['slippage_bps'].mean():.1f} bps (overnight move to the next open)")
+      f"{filled['slippage_bps'].mean():.1f} bps (sells: overnight to the open; buys: to the close)")
 px.histogram(filled, x="slippage_bps", color="side", nbins=30, template="plotly_white",
-             title="Paper fill at the next open vs decision price (bps)")
+             title="Paper fill vs decision price (bps, + = adverse)")
 """),
     md("## bridge's book against the broker's"),
     code("""

@@ -275,3 +275,44 @@ def test_paper_broker_state_survives_the_process(panel, tmp_path):
     nxt = c.place_order("n", "A", "sell", 50)
     assert nxt["broker_order_id"] == "sim-00000003"               # ids continue, never reused
     assert c.run_session(1)[0]["exec_id"] == "simx-0000000002"
+
+
+def test_sells_first_funds_the_buys_at_the_close(panel, tmp_path):
+    """A book fully invested in A: switching to B needs A's proceeds. All at once, the buy is
+    denied for cash; sells at the open then buys at the close, it fills."""
+    from functools import partial
+
+    from bridge.planner.tomorrow import PlanParams
+    from bridge.portfolio import TopkDropout
+    from bridge.store.snapshots import build_snapshot, save_snapshot
+
+    def setup(name):
+        db = tmp_path / f"{name}.duckdb"
+        snap = build_snapshot("2010-01-04", "2010-01-05",
+                              PlanParams(topk=TopkDropout(topk=1, n_drop=1, risk_degree=0.9)), "h",
+                              50.0, pd.DataFrame({"instrument": ["A", "B"], "score": [1.0, 2.0]}),
+                              pd.DataFrame({"instrument": ["A"], "amount": [100.0]}),
+                              pd.DataFrame({"instrument": ["A", "B"], "price": [10.2, 20.0]}))
+        save_snapshot(db, snap, datetime(2010, 1, 4))
+        broker = PaperBroker(panel, 50.0, RULES, participation=1.0, clock=lambda: 7)
+        broker.transfer_in("A", 100, 10.0)
+        run = TradeRun(db, SimExecutor(broker), RiskEngine.default(max_weight=1.0), lambda: 7)
+        return snap, broker, run
+
+    snap, broker, run = setup("once")
+    rep = run.submit_snapshot(snap.snapshot_id, 7)
+    advance_session(run.executor, "2010-01-05")
+    run.collect(rep)
+    by = {o.instrument: o for o in rep.orders}
+    assert by["B"].status == OrderStatus.DENIED and "NOTIONAL_EXCEEDS_FREE_BALANCE" in by["B"].deny_reason
+
+    snap, broker, run = setup("phased")
+    sells, buys = run.execute_sells_first(snap.snapshot_id, 7, "2010-01-05",
+                                          partial(advance_session, run.executor))
+    assert [o.status for o in sells.orders] == [OrderStatus.FILLED]
+    assert [o.status for o in buys.orders] == [OrderStatus.FILLED]
+    fills = broker.get_fills()
+    assert [(f["instrument"], f["price"]) for f in fills] == [("A", 10.0), ("B", 20.0)]  # open, close
+    assert fills[1]["ts_ms"] > fills[0]["ts_ms"]
+    local = read_table(tmp_path / "phased.duckdb", "exec_position").to_pandas()
+    assert local[["instrument", "quantity"]].values.tolist() == [["B", broker.get_positions()["B"]["qty"]]]

@@ -152,6 +152,7 @@ class AlpacaExecutor:
         self._updates: queue.Queue = queue.Queue()
         self.updates: list[dict] = []            # every trade update (raw), in arrival order
         self._last_activity: str | None = None
+        self._seen_conns = -1
         self._gap = not use_stream               # back-fill needed on the next flush
         self._health = {"connection": "unknown", "last_ok_ms": None, "last_error": None,
                         "stream": "disabled" if not use_stream else "starting",
@@ -171,14 +172,14 @@ class AlpacaExecutor:
         return f"AlpacaExecutor(name={self.name!r}, base_url={self._client._base_url!r})"
 
     # ---- transport -------------------------------------------------------------------------
-    def _call(self, method: str, path: str, data: Any = None):
-        """One request through alpaca-py's RESTClient; raises AlpacaTransportError or
-        AlpacaHTTPError (both carry no credentials)."""
+    def _call(self, fn, *args):
+        """One request through an alpaca-py ``TradingClient`` method (``fn(*args)``); raises
+        AlpacaTransportError or AlpacaHTTPError (neither carries credentials)."""
         import requests
         from alpaca.common.exceptions import APIError
 
         try:
-            out = self._client._request(method, path, data)
+            out = fn(*args)
         except requests.exceptions.RequestException as exc:
             self._health.update(connection="down", last_error=type(exc).__name__)
             raise AlpacaTransportError(type(exc).__name__) from None
@@ -186,6 +187,8 @@ class AlpacaExecutor:
             try:
                 body = json.loads(str(exc))
             except ValueError:
+                body = None
+            if not isinstance(body, dict):
                 body = {"message": str(exc)[:200]}
             status = exc.status_code or 0
             self._health.update(connection="ok" if status < 500 and status != 429 else "degraded",
@@ -194,8 +197,9 @@ class AlpacaExecutor:
         self._health.update(connection="ok", last_ok_ms=self.clock())
         return out
 
-    def _get(self, path: str, params: dict | None = None):
-        return self._read("GET", path, params)
+    def _get(self, fn, *args):
+        """A read, retried by bridge's policy (429, 5xx, timeouts)."""
+        return self._read(fn, *args)
 
     # ---- records ---------------------------------------------------------------------------
     def _remember(self, raw: dict, cid: str) -> None:
@@ -244,7 +248,7 @@ class AlpacaExecutor:
                else MarketOrderRequest(**kw))
         self.counters["submit"] += 1
         try:
-            raw = self._call("POST", "/orders", req.to_request_fields())
+            raw = self._call(self._client.submit_order, req)
         except AlpacaTransportError as exc:
             self.counters["unknown"] += 1
             return self._result(ctx, t0, "UNKNOWN", {"error": str(exc)}, "timeout")
@@ -263,7 +267,7 @@ class AlpacaExecutor:
     def _lookup(self, ctx: OrderCtx, t0: int) -> ExecResult | None:
         """The broker's record of ``ctx`` (None: it has none); raises on a failed query."""
         try:
-            raw = self._get("/orders:by_client_order_id", {"client_order_id": ctx.client_order_id})
+            raw = self._get(self._client.get_order_by_client_id, ctx.client_order_id)
         except AlpacaHTTPError as exc:
             if exc.status_code == 404:
                 return None
@@ -296,7 +300,7 @@ class AlpacaExecutor:
         aid = self._alpaca_id.get(cid)
         if aid is None:
             try:
-                raw = self._get("/orders:by_client_order_id", {"client_order_id": cid})
+                raw = self._get(self._client.get_order_by_client_id, cid)
             except AlpacaHTTPError as exc:
                 if exc.status_code == 404:
                     return None
@@ -321,14 +325,14 @@ class AlpacaExecutor:
                 return out("REJECTED", "not_found")
             refused = None
             try:
-                self._read("DELETE", f"/orders/{aid}")
+                self._read(self._client.cancel_order_by_id, aid)
             except AlpacaHTTPError as exc:
                 if exc.status_code == 404:
                     return out("REJECTED", "not_found", {"http_status": 404, **exc.body}, aid)
                 if exc.status_code != 422:
                     raise
                 refused = {"http_status": 422, **exc.body}
-            raw = self._get(f"/orders/{aid}")
+            raw = self._get(self._client.get_order_by_id, aid)
         except (AlpacaTransportError, AlpacaHTTPError) as exc:
             return out("UNKNOWN", str(exc))
         st = raw["status"]
@@ -368,7 +372,14 @@ class AlpacaExecutor:
                 return out("REJECTED", "not_found")
             self._replaces[client_order_id] = n
             self._alias[new_cid] = client_order_id
-            raw = self._call("PATCH", f"/orders/{aid}", body)
+            if quantity is None or float(quantity).is_integer():  # alpaca-py's model: int qty
+                from alpaca.trading.requests import ReplaceOrderRequest
+
+                req = ReplaceOrderRequest(qty=None if quantity is None else int(quantity),
+                                          limit_price=limit_price, client_order_id=new_cid)
+                raw = self._call(self._client.replace_order_by_id, aid, req)
+            else:
+                raw = self._call(self._client.patch, f"/orders/{aid}", body)
         except AlpacaTransportError as exc:
             return out("UNKNOWN", str(exc))
         except AlpacaHTTPError as exc:
@@ -387,12 +398,15 @@ class AlpacaExecutor:
         from alpaca.trading.stream import TradingStream
 
         h = self._health
+        ex = self
 
         class _Stream(TradingStream):
             async def _start_ws(self):
                 await super()._start_ws()
                 h["stream"] = "connected"
                 h["stream_connects"] += 1
+                if h["stream_connects"] == 1 and ex.counters["submit"] == 0:
+                    ex._seen_conns = 1   # listening before the first order: nothing missed
 
             async def close(self):
                 if self._ws is not None:
@@ -400,7 +414,15 @@ class AlpacaExecutor:
                     h["stream_disconnects"] += 1
                 await super().close()
 
-        self._stream = _Stream(key, secret, paper=paper, raw_data=True, url_override=url)
+        # websockets logs every frame at DEBUG, the authenticate frame (with the secret) too:
+        # its client logs to a logger of ours that redacts that frame
+        ws_log = logging.getLogger("bridge.brokers.alpaca.websocket")
+        if not any(isinstance(f, _RedactAuthFrames) for f in ws_log.filters):
+            ws_log.addFilter(_RedactAuthFrames())
+        _RedactAuthFrames.secrets.add(secret)
+        params = {"ping_interval": 10, "ping_timeout": 180, "max_queue": 1024, "logger": ws_log}
+        self._stream = _Stream(key, secret, paper=paper, raw_data=True, url_override=url,
+                               websocket_params=params)
         self._stream._reconnect_min_backoff = 0.05
         self._stream._reconnect_max_backoff = 2.0
         self._stream.subscribe_trade_updates(self._on_update)
@@ -444,7 +466,8 @@ class AlpacaExecutor:
             params = {"direction": "asc", "page_size": 100}
             if self._last_activity:
                 params["page_token"] = self._last_activity
-            rows = self._get("/account/activities/FILL", params)
+            # no TradingClient method for activities: RESTClient.get, same transport
+            rows = self._get(self._client.get, "/account/activities/FILL", params)
             if not rows:
                 return out
             for a in rows:
@@ -453,7 +476,7 @@ class AlpacaExecutor:
                 cid = self._cid_of.get(a["order_id"])
                 if cid is None:   # an order bridge did not send (or not seen yet): ask
                     try:
-                        o = self._get(f"/orders/{a['order_id']}")
+                        o = self._get(self._client.get_order_by_id, a["order_id"])
                         cid = self._bridge_cid(o["client_order_id"])
                     except AlpacaHTTPError:
                         cid = ""
@@ -484,8 +507,10 @@ class AlpacaExecutor:
             self.counters["stream_fills"] += 1
             fills.append(f)
         h = self._health
-        gap = self._gap or h["stream_disconnects"] > 0 and h.get("_seen_disc") != \
-            h["stream_disconnects"]
+        # a gap: stream off, down, or (re)connected since the last back-fill (Alpaca's stream
+        # does not replay what was sent while we were not listening)
+        conns = h["stream_connects"]
+        gap = self._gap or h["stream"] != "connected" or conns != self._seen_conns
         if backfill or (backfill is None and gap):
             try:
                 for f in self._backfill():
@@ -493,7 +518,7 @@ class AlpacaExecutor:
                         self._seen_exec.add(f.exec_id)
                         self.counters["backfilled_fills"] += 1
                         fills.append(f)
-                h["_seen_disc"] = h["stream_disconnects"]
+                self._seen_conns = conns
             except (AlpacaTransportError, AlpacaHTTPError) as exc:
                 log.warning("fill back-fill failed (%s); retried on the next flush", exc)
         return fills
@@ -503,13 +528,15 @@ class AlpacaExecutor:
         """Alpaca's orders by bridge's client order id, in the paper broker's record shape (plus
         ``alpaca_status``, ``bridge_status`` and ``raw``); a replaced order is represented by
         its latest replacement."""
+        from alpaca.trading.requests import GetOrdersRequest
+
         out: dict[str, dict] = {}
         after = None
         while True:
             params = {"status": "all", "limit": 500, "direction": "asc"}
             if after:
                 params["after"] = after
-            rows = self._get("/orders", params)
+            rows = self._get(self._client.get_orders, GetOrdersRequest(**params))
             for r in rows:
                 cid = self._bridge_cid(r["client_order_id"])
                 if r["status"] == "replaced" and cid in out:
@@ -530,14 +557,15 @@ class AlpacaExecutor:
                             "alpaca_status": r["status"], "bridge_status": str(st), "raw": r}
             if len(rows) < 500:
                 return out
-            after = rows[-1]["submitted_at"]
+            from datetime import datetime
+            after = datetime.fromisoformat(rows[-1]["submitted_at"].replace("Z", "+00:00"))
 
     def positions(self) -> dict:
         """symbol -> {qty (shares, signed), avg_entry_price, market_value, raw}."""
         from alpaca.trading.models import Position
 
         out = {}
-        for p in self._get("/positions"):
+        for p in self._get(self._client.get_all_positions):
             Position(**p)
             out[p["symbol"]] = {"qty": float(p["qty"]), "avg_entry_price": float(p["avg_entry_price"]),
                                 "market_value": float(p.get("market_value") or 0.0), "raw": p}
@@ -547,7 +575,7 @@ class AlpacaExecutor:
         """cash, equity, buying_power (currency) and the raw TradeAccount payload."""
         from alpaca.trading.models import TradeAccount
 
-        a = self._get("/account")
+        a = self._get(self._client.get_account)
         TradeAccount(**a)
         return {"cash": float(a["cash"]), "equity": float(a["equity"]),
                 "buying_power": float(a["buying_power"]), "raw": a}
@@ -557,7 +585,7 @@ class AlpacaExecutor:
         latest successful REST answer or stream message). ``probe`` first calls GET /v2/clock."""
         if probe:
             try:
-                self._call("GET", "/clock")
+                self._call(self._client.get_clock)
             except (AlpacaTransportError, AlpacaHTTPError):
                 pass
         h = self._health
@@ -587,6 +615,22 @@ class AlpacaExecutor:
             self._stream_thread.join(3)
         self._health["stream"] = "disabled" if s is None else "closed"
         self._client._session.close()
+
+
+class _RedactAuthFrames(logging.Filter):
+    """Replace a websocket log record that carries the authenticate frame (or any secret in use)
+    by a fixed text, before any handler sees it."""
+
+    secrets: set[str] = set()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        try:
+            text = str(record.msg) + repr(record.args)
+        except Exception:  # noqa: BLE001 - an unprintable record is dropped, not leaked
+            return False
+        if "authenticate" in text or any(s and s in text for s in self.secrets):
+            record.msg, record.args = "[websocket frame redacted: authentication]", ()
+        return True
 
 
 def _num_str(x: float) -> str:

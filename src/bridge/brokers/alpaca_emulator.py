@@ -481,7 +481,7 @@ class AlpacaEmulator:
             return _err(422, 40010000, f"unsupported order type/side {typ}/{side}")
         rec = self.broker._place(cid, sym, side, qty, typ, lim, tif)
         sim_id = rec["broker_order_id"]
-        now = max(self._now_ms(), self._last_submit_ms + 0.001)   # unique, increasing submitted_at
+        now = max(self._now_ms(), self._last_submit_ms + 0.01)   # unique, increasing submitted_at
         self._last_submit_ms = now
         m = _Meta(id=str(uuid.uuid5(_NS, sim_id)), submitted_ms=now, replaces=replaces)
         self.meta[sim_id], self.by_uuid[m.id] = m, sim_id
@@ -515,7 +515,7 @@ class AlpacaEmulator:
                 is_open = o.status in _OPEN and m.status_override != "replaced"
                 if (status == "open" and not is_open) or (status == "closed" and is_open):
                     continue
-                if after_ms is not None and m.submitted_ms <= after_ms + 1e-6:
+                if after_ms is not None and m.submitted_ms <= after_ms + 0.005:
                     continue
                 rows.append((m.submitted_ms, sim_id))
             rows.sort(reverse=q.get("direction", "desc") == "desc")

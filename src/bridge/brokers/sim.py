@@ -342,37 +342,62 @@ class PaperBroker:
         return self.fills[after:]
 
     # ---- matching ------------------------------------------------------------------------
-    def run_session(self, t: int) -> list[dict]:
-        """Match every open order against session ``t``'s bar; expire day orders at its end.
+    def run_session(self, t: int, phase: str = "all") -> list[dict]:
+        """Match open orders against session ``t``'s bar.
+
+        Parameters
+        ----------
+        t : int
+            Session index in the panel.
+        phase : {"all", "open", "close"}
+            ``open``: the opening auction: orders other than ``cls`` match (market orders at the
+            open when ``fill_at="open"``); unfilled ``opg`` and ``ioc`` orders expire.
+            ``close``: the closing auction: ``cls`` orders (and market orders when
+            ``fill_at="close"``) match at the close; then every non-``gtc`` order expires.
+            ``all``: both, as one step. Orders placed between the two phases (e.g. buys funded
+            by sells filled at the open) trade at the close. Participation is counted over the
+            whole session.
 
         Returns
         -------
         list of dict
-            The fills of the session (exec_id, client_order_id, broker_order_id, instrument,
-            side, quantity, price, commission, ts_ms, seq).
+            The fills (exec_id, client_order_id, broker_order_id, instrument, side, quantity,
+            price, commission, ts_ms, seq).
         """
+        if phase not in ("all", "open", "close"):
+            raise BrokerError(f"phase must be all, open or close, got {phase!r}")
         self._t = t
         p = self.panel
         day_ms = int(p.sessions[t].astype("datetime64[ms]").astype(np.int64))
+        if getattr(self, "_used_t", None) != t:
+            self._used_t, self._used = t, {}
         new: list[dict] = []
-        used: dict[str, float] = {}
         for o in sorted(self.orders.values(), key=lambda x: x.broker_order_id):
             if o.status not in ("accepted", "partially_filled"):
+                continue
+            at_close = o.time_in_force == "cls" or (o.order_type == "market"
+                                                    and self.fill_at == "close")
+            if (phase == "open" and at_close) or (phase == "close" and not at_close
+                                                   and o.order_type == "market"):
                 continue
             col = self._col[o.instrument]
             bar = (p.open[t, col], p.high[t, col], p.low[t, col], p.close[t, col], p.volume[t, col])
             if np.isfinite(bar[3]) and bar[4] > 0:
-                fill = self._match(o, bar, used, day_ms)
+                fill = self._match(o, bar, self._used, day_ms, at_close or phase == "close")
                 if fill:
                     new.append(fill)
-            if o.status in ("accepted", "partially_filled") and o.time_in_force != "gtc":
-                self._close(o, "expired", day_ms + SESSION_END_MS)
+            if o.status in ("accepted", "partially_filled"):
+                ends = (o.time_in_force in ("opg", "ioc") if phase == "open"
+                        else o.time_in_force != "gtc")
+                if ends:
+                    self._close(o, "expired", day_ms + (SESSION_OPEN_MS if phase == "open"
+                                                        else SESSION_END_MS))
         return new
 
-    def _match(self, o: VenueOrder, bar, used: dict, day_ms: int) -> dict | None:
+    def _match(self, o: VenueOrder, bar, used: dict, day_ms: int, at_close: bool) -> dict | None:
         op, hi, lo, cl, vol = bar
         side = 1 if o.side == "buy" else -1
-        ref = op if self.fill_at == "open" else cl
+        ref = cl if at_close else op
         if o.order_type == "limit":
             lim = o.limit_price
             through = lo <= lim if side > 0 else hi >= lim
@@ -407,8 +432,7 @@ class PaperBroker:
         used[o.instrument] = used.get(o.instrument, 0.0) + qty
         o.filled_quantity += qty
         self._open_interest(o, -qty)
-        ts = day_ms + (SESSION_OPEN_MS if self.fill_at == "open" and o.order_type == "market"
-                       else SESSION_END_MS)
+        ts = day_ms + (SESSION_END_MS if at_close else SESSION_OPEN_MS)
         o.status = "filled" if o.filled_quantity >= o.quantity - 1e-9 else "partially_filled"
         o.updated_ts_ms = ts
         fill = {"seq": len(self.fills) + 1, "exec_id": f"simx-{next(self._exec):010d}",

@@ -140,13 +140,14 @@ class SimExecutor:
         """Nothing to release for the embedded broker."""
 
 
-def advance_session(executor: SimExecutor, day) -> int:
-    """Let the paper broker trade the session ``day`` (date-like); returns its index."""
+def advance_session(executor: SimExecutor, day, phase: str = "all") -> int:
+    """Let the paper broker trade the session ``day`` (date-like; ``phase``: all, open or
+    close, see :meth:`PaperBroker.run_session`); returns its index."""
     import numpy as np
 
     sessions = executor.broker.panel.sessions
     t = int(np.searchsorted(sessions, np.datetime64(str(day)[:10], "D")))
     if t >= len(sessions) or sessions[t] != np.datetime64(str(day)[:10], "D"):
         raise KeyError(f"{day} is not a session of the paper broker's bars")
-    executor.broker.run_session(t)
+    executor.broker.run_session(t, phase)
     return t

@@ -157,8 +157,13 @@ class TradeRun:
                            params=[snapshot_id]).pl().to_dicts()
 
     def submit_snapshot(self, snapshot_id: str | None, intent_ts_ms: int,
-                        time_in_force: str = "day") -> RunReport:
+                        time_in_force: str = "day", sides=("sell", "buy")) -> RunReport:
         """Persist, risk-check and submit the snapshot's orders (fills come with :meth:`collect`).
+
+        ``sides`` selects which of the planned orders go now: the sells-first policy sends
+        ``("sell",)`` for the opening auction (``time_in_force="opg"``), collects their fills,
+        then ``("buy",)`` for the close (``"cls"``) with the cash the sells freed (see
+        :meth:`execute_sells_first`).
 
         Raises
         ------
@@ -167,7 +172,7 @@ class TradeRun:
         """
         if not snapshot_id:
             raise SnapshotRequired("an execution run needs a DecisionSnapshot id")
-        planned = self.load_orders(snapshot_id)
+        planned = [p for p in self.load_orders(snapshot_id) if p["side"] in sides]
         run_id = f"run-{snapshot_id}-{intent_ts_ms}"
         report = RunReport(run_id)
         orders, ctxs = [], []
@@ -292,6 +297,28 @@ class TradeRun:
             if "buying power" in (res.reject_reason or ""):
                 self._event(EventType.INSUFFICIENT_FUNDS, o, reason=res.reject_reason)
         # UNKNOWN again: stays SUBMITTED (in flight) until a later resolve / reconciliation
+
+    def execute_sells_first(self, snapshot_id: str, intent_ts_ms: int, trade_day,
+                            advance) -> tuple[RunReport, RunReport]:
+        """Sells at the opening auction, then buys at the close with the cash they freed.
+
+        Sending the whole batch at once makes every buy that needs a sell's proceeds wait for
+        cash that is not there yet (the risk engine and the broker both count only settled
+        cash): this is the planner's "sells first" order carried into execution.
+
+        Parameters
+        ----------
+        advance : callable ``(day, phase)``
+            Lets the venue trade a phase of ``trade_day`` (e.g. ``functools.partial(
+            advance_session, executor)`` for the paper broker).
+        """
+        sells = self.submit_snapshot(snapshot_id, intent_ts_ms, "opg", ("sell",))
+        advance(trade_day, "open")
+        self.collect(sells)
+        buys = self.submit_snapshot(snapshot_id, intent_ts_ms, "cls", ("buy",))
+        advance(trade_day, "close")
+        self.collect(buys)
+        return sells, buys
 
     def cancel(self, report: RunReport, client_order_id: str) -> str:
         """Cancel an open order; audited (ORDER_CANCEL) whatever the outcome.
