@@ -41,6 +41,7 @@ report: preview chromium
 	$(BIN)/bridge report preview --db $(DATA)/bridge.duckdb --out $(REPORTS) --png
 	$(BIN)/bridge report plan --db $(DATA)/bridge.duckdb --out $(REPORTS)
 	$(BIN)/bridge report paper --db $(DATA)/bridge.duckdb --out $(REPORTS)
+	$(BIN)/bridge report reconciliation --out $(REPORTS)
 
 demo: report
 
@@ -48,7 +49,8 @@ demo: report
 	@echo "Demo done: state in $(DATA)/bridge.duckdb; report in $(REPORTS)/preview.html (open it in a browser),"
 	@echo "executed notebook $(REPORTS)/preview.ipynb, NAV chart $(REPORTS)/preview_nav.png;"
 	@echo "tomorrow's orders from the momentum book: $(REPORTS)/plan.html and $(REPORTS)/plan/<date>/orders_*.csv;"
-	@echo "a snapshot executed on the paper broker, book reconciled: $(REPORTS)/paper.html."
+	@echo "a snapshot executed on the paper broker, book checked: $(REPORTS)/paper.html;"
+	@echo "bridge's book reconciled with the paper broker after real divergences: $(REPORTS)/reconciliation.html."
 
 test: $(VENV)/.installed-dev,research chromium
 	$(BIN)/bridge data install-samples --data-dir $(DATA) --db $(DATA)/bridge.duckdb
@@ -58,6 +60,11 @@ test: $(VENV)/.installed-dev,research chromium
 bench: $(VENV)/.installed-dev
 	$(BIN)/python benchmarks/bench_pipeline.py
 	$(BIN)/python benchmarks/bench_import.py
+	$(BIN)/python benchmarks/bench_plan.py
+	$(BIN)/python benchmarks/bench_paper.py
+	$(BIN)/python benchmarks/bench_risk.py
+	$(BIN)/python benchmarks/bench_outbox.py
+	$(BIN)/python benchmarks/bench_reconcile.py
 
 notebooks: $(VENV)/.installed-dev
 	$(BIN)/python notebooks/make_notebooks.py

@@ -58,3 +58,15 @@ def test_import_bridge_stays_light():
             "'plotly', 'exchange_calendars') if m in sys.modules]; print(','.join(heavy))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == ""
+
+
+def test_cli_reconcile_finds_and_syncs_real_divergences(sample_dir, tmp_path):
+    res = CliRunner().invoke(app, ["reconcile", "--data-dir", str(sample_dir), "--out",
+                                   str(tmp_path), "--sync"])
+    assert res.exit_code == 0, res.output
+    text = " ".join(res.output.split())
+    assert "synced 18 differences broker -> local" in text
+    reports = [p for p in tmp_path.iterdir() if (p / "report.json").exists()]
+    assert len(reports) == 2
+    docs = [json.loads((p / "report.json").read_text()) for p in reports]
+    assert sorted(d["is_synced"] for d in docs) == [False, True]

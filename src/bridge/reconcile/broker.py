@@ -26,7 +26,14 @@ What an adapter must provide
   (the embedded paper broker). Each record has ``exec_id`` (Alpaca: the FILL activity ``id`` of
   ``/v2/account/activities``, or the trade_update ``execution_id``; IB: ``execution.execId``),
   ``client_order_id``, ``broker_order_id``, ``instrument``, ``side``, ``quantity``, ``price``,
-  ``commission``, ``ts_ms``. If the history is windowed, set ``fills_since_ms``.
+  ``commission``, ``ts_ms``. If the history is windowed, set ``fills_since_ms``. The list must
+  be the broker's history, not "new since the last call": an incremental reader (a stream, or
+  ``AlpacaExecutor.flush``'s back-fill cursor) cannot show what bridge missed. Until
+  ``AlpacaExecutor`` has ``fills()``, pass ``fetch_broker_state(executor, fills=...)``.
+
+``AlpacaExecutor`` (:mod:`bridge.brokers.alpaca`) already provides ``positions()``,
+``account()`` and ``orders()`` in these shapes (its order records carry ``bridge_status``, used
+as is).
 
 Limitation of the embedded paper broker: it lives in memory, in the process that created it. A
 reconciliation therefore compares a DuckDB file with the PaperBroker object of the same process
@@ -83,24 +90,30 @@ def normalize_order(cid: str, rec: dict) -> dict:
     ValueError
         An unknown broker status (mapping it silently could hide a real state).
     """
-    word = str(rec.get("status"))
-    if word not in BROKER_STATUS and word.upper() not in BROKER_STATUS.values():
+    word = str(rec.get("alpaca_status") or rec.get("status"))
+    if rec.get("bridge_status"):  # the adapter already mapped it (AlpacaExecutor.orders)
+        status = str(rec["bridge_status"])
+    elif word in BROKER_STATUS or word.upper() in BROKER_STATUS.values():
+        status = BROKER_STATUS.get(word, word.upper())
+    else:
         raise ValueError(f"unknown broker order status {word!r} of {cid}")
-    status = BROKER_STATUS.get(word, word.upper())
     filled = _get(rec, "filled_quantity", "filled_qty", default=0.0)
     return {"client_order_id": cid, "status": status, "broker_status": word,
             "filled_quantity": float(filled),
-            "instrument": _get(rec, "instrument", "symbol"), "side": str(rec.get("side") or ""),
+            "instrument": _str(_get(rec, "instrument", "symbol")),
+            "side": str(rec.get("side") or ""),
             "quantity": float(_get(rec, "quantity", "qty", default=0.0)),
             "broker_order_id": _get(rec, "broker_order_id", "id"),
-            "created_ts_ms": _get(rec, "created_ts_ms"), "updated_ts_ms": _get(rec, "updated_ts_ms"),
+            "created_ts_ms": _get(rec, "created_ts_ms"),
+            "updated_ts_ms": _get(rec, "updated_ts_ms"),
             "order_type": rec.get("order_type"), "limit_price": rec.get("limit_price"),
             "time_in_force": rec.get("time_in_force"), "raw": dict(rec)}
 
 
 def normalize_fill(rec: dict) -> dict:
     return {"exec_id": str(rec["exec_id"]), "client_order_id": rec.get("client_order_id"),
-            "broker_order_id": rec.get("broker_order_id"), "instrument": rec.get("instrument"),
+            "broker_order_id": rec.get("broker_order_id"),
+            "instrument": _str(rec.get("instrument")),
             "side": rec.get("side"), "quantity": float(rec["quantity"]),
             "price": float(rec["price"]), "commission": float(rec.get("commission") or 0.0),
             "fees": float(rec.get("fees") or 0.0), "ts_ms": rec.get("ts_ms"),
@@ -118,7 +131,7 @@ def _fills_source(executor):
 
 
 def fetch_broker_state(executor, clock=None, account_id: str | None = None,
-                       fills=None) -> BrokerState:
+                       fills=None, retry: bool = True, sleep=None) -> BrokerState:
     """Query the broker once for positions, account, orders and fills.
 
     Parameters
@@ -131,6 +144,11 @@ def fetch_broker_state(executor, clock=None, account_id: str | None = None,
         executor's name).
     fills : callable returning a list of fill records, optional
         Overrides the executor's fills source.
+    retry : bool
+        Retry each read on transient errors (network, timeout, 429, 5xx) with bridge's read
+        policy (:func:`bridge.execution.retry.retry_reads`: 3 tries, backoff with jitter).
+    sleep : callable, optional
+        Backoff sleep of the retries (a no-op in tests and simulated time).
 
     Returns
     -------
@@ -151,11 +169,16 @@ def fetch_broker_state(executor, clock=None, account_id: str | None = None,
             raise TypeError(f"{type(executor).__name__} has no {meth}(): not reconcilable")
     get_fills = fills or _fills_source(executor)
     ts = int(clock())
+    reads = [executor.positions, executor.account, executor.orders, get_fills]
+    if retry:
+        from bridge.execution.retry import retry_reads
+
+        reads = [retry_reads(f, sleep=sleep) for f in reads]
     try:
-        raw_pos = executor.positions()
-        acct = dict(executor.account())
-        raw_orders = executor.orders()
-        raw_fills = list(get_fills())
+        raw_pos = reads[0]()
+        acct = dict(reads[1]())
+        raw_orders = reads[2]()
+        raw_fills = list(reads[3]())
         positions = {str(i): (float(_get(p, "qty", "quantity")),
                               _opt(_get(p, "avg_entry_price", "avg_cost")),
                               _opt(p.get("market_value")))
@@ -170,9 +193,18 @@ def fetch_broker_state(executor, clock=None, account_id: str | None = None,
                                   account_id or name, ts)
     return BrokerState(positions=positions, orders=orders, fills=fills_by_id, account=acct,
                        fetched_ok=True, error="", broker=name,
-                       account_id=account_id or str(acct.get("account_id") or acct.get("id")
-                                                    or name),
+                       account_id=account_id or _account_id(acct, name),
                        fetched_ts_ms=ts)
+
+
+def _account_id(acct: dict, default: str) -> str:
+    raw = acct.get("raw") if isinstance(acct.get("raw"), dict) else {}
+    return str(acct.get("account_id") or acct.get("account_number") or raw.get("account_number")
+               or default)
+
+
+def _str(x) -> str | None:
+    return None if x is None else str(x)
 
 
 def _opt(x) -> float | None:

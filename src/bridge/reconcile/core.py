@@ -124,7 +124,8 @@ class LocalState:
         client_order_id -> record with at least ``status`` (bridge's upper-case OrderStatus),
         ``filled_quantity``, ``instrument``, ``side``, ``quantity``.
     fills : dict
-        exec_id -> record with ``client_order_id``, ``instrument``, ``side``, ``quantity``, ``price``.
+        exec_id -> record with ``client_order_id``, ``instrument``, ``side``, ``quantity``,
+        ``price``.
     cash : float or None
         Last recorded cash (None: never recorded).
     """
@@ -139,7 +140,7 @@ class LocalState:
 
 @dataclass
 class BrokerState:
-    """The broker's side, broker-neutral (built by :func:`bridge.reconcile.broker.fetch_broker_state`).
+    """The broker's side, broker-neutral (from :func:`~bridge.reconcile.broker.fetch_broker_state`).
 
     Parameters
     ----------

@@ -119,7 +119,7 @@ def place_outside_bridge(session: PaperSession, client_order_id: str = "manual-0
     held = session.broker.get_positions()
     marks = session.marks()
     inst = next(i for i in sorted(marks) if i not in held)
-    return session.broker.place_order(client_order_id, inst, "buy", quantity, "market",
+    return session.broker.place_order(client_order_id, str(inst), "buy", quantity, "market",
                                       time_in_force="day")
 
 
@@ -152,11 +152,10 @@ def diverged_session(data_dir: Path | str, work_dir: Path | str,
     with connect(db, read_only=True) as con:
         rows = con.execute("SELECT instrument, quantity, avg_cost FROM exec_position WHERE "
                            "strategy_id = ? ORDER BY instrument", [strategy_id]).fetchall()
-    traded = {f["instrument"] for f in s.broker.fills}
-    stable = [r for r in rows if r[0] not in {f["instrument"] for f in s.broker.fills[-200:]}]
-    stable = stable or rows
+    # positions the uncollected session did not touch, so each divergence stays distinct
+    uncollected = {f["instrument"] for f in s.broker.get_fills(s.executor._fill_seq)}
+    stable = [r for r in rows if r[0] not in uncollected] or rows
     manual, drift = stable[0], stable[-1]
     edit_position(db, strategy_id, manual[0], quantity=manual[1] + 5)      # manual change
     edit_position(db, strategy_id, drift[0], avg_cost=drift[2] * 1.02)     # 2% cost drift
-    del traded
     return s

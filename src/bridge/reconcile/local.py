@@ -8,7 +8,8 @@ from bridge.reconcile.core import LocalState
 
 
 def load_local_state(db: Path | str, strategy_id: str | None, mode: str = "paper",
-                     marks: dict[str, float] | None = None, broker: str | None = None) -> LocalState:
+                     marks: dict[str, float] | None = None,
+                     broker: str | None = None) -> LocalState:
     """Read positions, orders, fills and the last cash of ``strategy_id`` / ``mode``.
 
     Parameters
@@ -49,9 +50,11 @@ def load_local_state(db: Path | str, strategy_id: str | None, mode: str = "paper
         fills = con.execute(
             f"SELECT exec_id, client_order_id, instrument, side, quantity, price, ts_ms FROM "
             f"exec_fill WHERE {where}", params).fetchall()
+        # the last row per strategy; ties in ts_ms broken by insertion order (as load_book)
         cash = con.execute(
-            f"SELECT sum(cash) FROM (SELECT strategy_id, arg_max(cash, ts_ms) AS cash FROM "
-            f"exec_account WHERE {where} GROUP BY strategy_id)", params).fetchall()[0][0]
+            f"SELECT sum(cash) FROM (SELECT cash, row_number() OVER (PARTITION BY strategy_id "
+            f"ORDER BY ts_ms DESC, rowid DESC) AS k FROM exec_account WHERE {where}) WHERE k = 1",
+            params).fetchall()[0][0]
     positions = {}
     for inst, q, cost in pos:
         if not q:

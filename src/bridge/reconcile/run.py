@@ -36,7 +36,7 @@ def run_reconciliation(db: Path | str, executor, strategy_id: str | None = "defa
                        mode: str = "paper", tolerance: Tolerance | float | dict | None = None,
                        out_dir: Path | str | None = None, clock=None,
                        marks: dict[str, float] | None = None,
-                       account_id: str | None = None) -> ReconciliationReport:
+                       account_id: str | None = None, sleep=None) -> ReconciliationReport:
     """Reconcile bridge's DuckDB state with ``executor``'s broker, and write the report.
 
     Parameters
@@ -55,6 +55,8 @@ def run_reconciliation(db: Path | str, executor, strategy_id: str | None = "defa
     marks : dict, optional
         instrument -> price used to value local positions (market value drift).
     account_id : str, optional
+    sleep : callable, optional
+        Backoff sleep of the broker reads' retries (default: real sleep).
 
     Returns
     -------
@@ -63,7 +65,7 @@ def run_reconciliation(db: Path | str, executor, strategy_id: str | None = "defa
     """
     clock = clock or getattr(executor, "clock", None) or (lambda: 0)
     local = load_local_state(db, strategy_id, mode, marks=marks)
-    remote = fetch_broker_state(executor, clock, account_id=account_id)
+    remote = fetch_broker_state(executor, clock, account_id=account_id, sleep=sleep)
     report = reconcile(local, remote, tolerance, timestamp_ms=int(clock()))
     report.files = write_report(report, out_dir) if out_dir is not None else []
     return report

@@ -5,6 +5,10 @@ positions and cash); what only bridge has (a fill the broker does not report, an
 broker never saw) is not deleted: those need a human and are left as they are (``skipped``).
 A report whose broker query failed is refused (:class:`SyncRefused`): an unknown remote state is
 never copied as "flat".
+
+An order status is adopted from the broker as it is, not walked through the transition table:
+the table governs the events bridge receives; reconciliation records the broker's final word
+after events were lost, with the previous and the new status in the audit row.
 """
 
 from __future__ import annotations
@@ -168,9 +172,12 @@ def sync(db: Path | str, report: ReconciliationReport,
                 previous_avg_cost=d.local_avg_cost, avg_cost=d.remote_avg_cost)
         # 5. cash
         for d in by.get("account", []):
+            last = con.execute("SELECT max(ts_ms) FROM exec_account WHERE strategy_id = ? AND "
+                               "mode = ?", [sid, mode]).fetchall()[0][0]
             mv = sum(v for _, _, v in remote.positions.values() if v is not None)
             xs.append(con, "exec_account", [{
-                "strategy_id": sid, "mode": mode, "ts_ms": ts, "cash": d.remote_cash,
+                "strategy_id": sid, "mode": mode, "ts_ms": max(ts, last or ts),
+                "cash": d.remote_cash,
                 "market_value": mv, "equity": remote.account.get("equity", d.remote_cash + mv)}])
             log(d.key, None, action=d.action, previous_cash=d.local_cash, cash=d.remote_cash)
         xs.append(con, "audit_log", audit)
