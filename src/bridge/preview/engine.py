@@ -142,12 +142,18 @@ def _run_instance(panel: Panel, spec: InstanceSpec, grid: np.ndarray | None, rul
     peak = prev_total = cash
     book = _Book()
     invested = False
+    # per-session masks computed once for the whole run (the loop is the hot path)
+    exit_after = (np.full(N, T) if spec.exit_grace is None
+                  else np.where(last_bar < T - 1 - spec.exit_grace, last_bar, T))
+    left_all = np.arange(T)[:, None] > exit_after[None, :]
+    if grid is not None:
+        grid = np.where(left_all, np.nan, grid)  # left the universe: never a buy candidate
+        has_score = np.isfinite(grid).any(axis=1)
     for t in range(T):
         price, tr = deal[t], tradable[t]
         traded = fees = 0.0
         n_trades = 0
-        left = (np.zeros(N, dtype=bool) if spec.exit_grace is None
-                else (last_bar < t) & (last_bar < T - 1 - spec.exit_grace))
+        left = left_all[t]
         gone = np.flatnonzero((amount > 0) & left)
         if len(gone):
             value = np.round(amount[gone] * mark[t, gone], 2)
@@ -161,12 +167,12 @@ def _run_instance(panel: Panel, spec: InstanceSpec, grid: np.ndarray | None, rul
             avg_cost[gone] = 0.0
         plan = None
         if spec.strategy == "topk_dropout":
-            score = np.where(left, np.nan, grid[t])  # left the universe: never a buy candidate
-            if np.isfinite(score).any():
-                target, buy = decide_topk(score, amount, days, price, tr, cash, spec.topk, rules,
-                                          rng, mark=mark[t])
-                plan = plan_orders(amount, target, _slipped(price, target < amount, slip), tr,
-                                   cash, rules, buy_priority=buy)
+            if has_score[t]:
+                target, buy = decide_topk(grid[t], amount, days, price, tr, cash, spec.topk,
+                                          rules, rng, mark=mark[t])
+                if len(buy) or (target != amount).any():  # nothing to change: no planning
+                    plan = plan_orders(amount, target, _slipped(price, target < amount, slip),
+                                       tr, cash, rules, buy_priority=buy)
         elif not invested:
             names = np.flatnonzero(tr & np.isfinite(price))
             if len(names):
