@@ -9,7 +9,7 @@ DATA   ?= data
 REPORTS ?= reports
 export PIP_DISABLE_PIP_VERSION_CHECK = 1
 
-.PHONY: demo test venv chromium data preview report bench notebooks clean
+.PHONY: demo test venv chromium data preview report bench bench-alpaca notebooks clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -65,6 +65,9 @@ bench: $(VENV)/.installed-dev
 	$(BIN)/python benchmarks/bench_risk.py
 	$(BIN)/python benchmarks/bench_outbox.py
 	$(BIN)/python benchmarks/bench_reconcile.py
+
+bench-alpaca: $(VENV)/.installed-dev
+	$(BIN)/python benchmarks/bench_alpaca_faults.py --orders 1000
 
 notebooks: $(VENV)/.installed-dev
 	$(BIN)/python notebooks/make_notebooks.py

@@ -18,6 +18,8 @@ report_app = typer.Typer(help="Reports from parameterized notebooks.", no_args_i
 app.add_typer(data_app, name="data")
 app.add_typer(preview_app, name="preview")
 app.add_typer(report_app, name="report")
+emulate_app = typer.Typer(help="Offline broker API emulators (127.0.0.1 only).", no_args_is_help=True)
+app.add_typer(emulate_app, name="emulate")
 
 DataDir = Annotated[Path | None, typer.Option(help="Market data folder [default: <root>/data]")]
 DbPath = Annotated[Path | None, typer.Option(help="DuckDB file [default: <root>/data/bridge.duckdb]")]
@@ -277,6 +279,18 @@ def report_reconciliation(out: ReportOut = None,
     out = out or paths.reports_dir()
     _report("reconciliation", {"broker": "sim", "account": account, "tolerance": tolerance,
                                "out_dir": str(out / "reconcile")}, out)
+
+
+@emulate_app.command("alpaca")
+def emulate_alpaca(port: Annotated[int, typer.Option(help="Port on 127.0.0.1")] = 8765,
+                   data_dir: DataDir = None,
+                   cash: Annotated[float, typer.Option(help="Starting cash, USD")] = 100_000.0,
+                   start: Annotated[str, typer.Option(help="First session of the bars")] = "2010-08-02",
+                   end: Annotated[str, typer.Option(help="Last session of the bars")] = "2010-12-31") -> None:
+    """Serve Alpaca's paper trading API subset (REST + trade_updates) backed by the paper broker."""
+    from bridge.brokers.alpaca_emulator import serve
+
+    serve(port, data_dir or paths.data_dir(), cash, start, end)
 
 
 def main() -> None:

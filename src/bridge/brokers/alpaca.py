@@ -459,20 +459,17 @@ class AlpacaExecutor:
                     fees=0.0, ts_ms=_ms(data.get("timestamp")), currency="USD",
                     exchange="ALPACA", raw=data)
 
-    def _backfill(self) -> list[Fill]:
-        """FILL activities after the last one seen (pages of 100, oldest first)."""
-        out = []
+    def _activities(self, after: str | None):
+        """FILL activities after the activity id ``after`` (None: from the first), oldest first,
+        in pages of 100; yields (activity, Fill)."""
         while True:
             params = {"direction": "asc", "page_size": 100}
-            if self._last_activity:
-                params["page_token"] = self._last_activity
+            if after:
+                params["page_token"] = after
             # no TradingClient method for activities: RESTClient.get, same transport
             rows = self._get(self._client.get, "/account/activities/FILL", params)
-            if not rows:
-                return out
-            for a in rows:
-                self._last_activity = a["id"]
-                exec_id = a["id"].split("::", 1)[-1]
+            for a in rows or []:
+                after = a["id"]
                 cid = self._cid_of.get(a["order_id"])
                 if cid is None:   # an order bridge did not send (or not seen yet): ask
                     try:
@@ -480,13 +477,32 @@ class AlpacaExecutor:
                         cid = self._bridge_cid(o["client_order_id"])
                     except AlpacaHTTPError:
                         cid = ""
-                out.append(Fill(exec_id=exec_id, client_order_id=cid or a["order_id"],
-                                broker_order_id=a["order_id"], instrument=a["symbol"],
-                                side=a["side"], quantity=float(a["qty"]), price=float(a["price"]),
-                                commission=0.0, fees=0.0, ts_ms=_ms(a["transaction_time"]),
-                                currency="USD", exchange="ALPACA", raw=dict(a)))
-            if len(rows) < 100:
-                return out
+                yield a, Fill(exec_id=a["id"].split("::", 1)[-1],
+                              client_order_id=cid or a["order_id"], broker_order_id=a["order_id"],
+                              instrument=a["symbol"], side=a["side"], quantity=float(a["qty"]),
+                              price=float(a["price"]), commission=0.0, fees=0.0,
+                              ts_ms=_ms(a["transaction_time"]), currency="USD",
+                              exchange="ALPACA", raw=dict(a))
+            if not rows or len(rows) < 100:
+                return
+
+    def _backfill(self) -> list[Fill]:
+        """FILL activities after the last one seen (the flush cursor)."""
+        out = []
+        for a, f in self._activities(self._last_activity):
+            self._last_activity = a["id"]
+            out.append(f)
+        return out
+
+    def fills(self) -> list[dict]:
+        """The broker's whole fill history (FILL activities), for reconciliation: records with
+        exec_id, client_order_id (bridge's), broker_order_id, instrument, side, quantity, price,
+        commission, ts_ms, raw. Raises on a failed query (never an empty history)."""
+        return [{"exec_id": f.exec_id, "client_order_id": f.client_order_id,
+                 "broker_order_id": f.broker_order_id, "instrument": f.instrument,
+                 "side": f.side, "quantity": f.quantity, "price": f.price,
+                 "commission": f.commission, "ts_ms": f.ts_ms, "raw": f.raw}
+                for _, f in self._activities(None)]
 
     def flush(self, backfill: bool | None = None) -> list[Fill]:
         """Fills since the last flush (deduplicated by exec_id): the stream's, plus the account's
