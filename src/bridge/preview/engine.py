@@ -296,7 +296,7 @@ def _cat(records: list[tuple], j: int, dtype=None) -> np.ndarray:
     if not records:
         return np.array([], dtype=dtype)
     lens = np.fromiter((len(r[1]) for r in records), np.int64, len(records))
-    if all(np.ndim(r[j]) == 0 for r in records):
+    if np.ndim(records[0][j]) == 0:  # a field is a scalar in every record or in none
         vals = np.array([r[j] for r in records], dtype=object if dtype is object else None)
         return np.repeat(vals, lens).astype(dtype)
     parts = [np.asarray(r[j]) if np.ndim(r[j]) else np.full(n, r[j], dtype=object)
