@@ -9,7 +9,7 @@ DATA   ?= data
 REPORTS ?= reports
 export PIP_DISABLE_PIP_VERSION_CHECK = 1
 
-.PHONY: demo test venv chromium data preview report bench bench-alpaca notebooks clean
+.PHONY: demo test venv chromium data preview report feedback bench bench-alpaca notebooks clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -42,6 +42,7 @@ report: preview chromium
 	$(BIN)/bridge report plan --db $(DATA)/bridge.duckdb --out $(REPORTS)
 	$(BIN)/bridge report paper --db $(DATA)/bridge.duckdb --out $(REPORTS)
 	$(BIN)/bridge report reconciliation --out $(REPORTS)
+	$(BIN)/bridge report feedback --db $(DATA)/bridge.duckdb --out $(REPORTS)
 
 demo: report
 
@@ -50,7 +51,8 @@ demo: report
 	@echo "executed notebook $(REPORTS)/preview.ipynb, NAV chart $(REPORTS)/preview_nav.png;"
 	@echo "tomorrow's orders from the momentum book: $(REPORTS)/plan.html and $(REPORTS)/plan/<date>/orders_*.csv;"
 	@echo "a snapshot executed on the paper broker, book checked: $(REPORTS)/paper.html;"
-	@echo "bridge's book reconciled with the paper broker after real divergences: $(REPORTS)/reconciliation.html."
+	@echo "bridge's book reconciled with the paper broker after real divergences: $(REPORTS)/reconciliation.html;"
+	@echo "LiveFeedback for RD-Agent (feedback.json, qlib_res.csv, ret.pkl): $(REPORTS)/feedback/ and $(REPORTS)/feedback.html."
 
 test: $(VENV)/.installed-dev,research chromium
 	$(BIN)/bridge data install-samples --data-dir $(DATA) --db $(DATA)/bridge.duckdb
@@ -65,6 +67,10 @@ bench: $(VENV)/.installed-dev
 	$(BIN)/python benchmarks/bench_risk.py
 	$(BIN)/python benchmarks/bench_outbox.py
 	$(BIN)/python benchmarks/bench_reconcile.py
+	$(BIN)/python benchmarks/bench_feedback.py
+
+feedback: preview
+	$(BIN)/bridge feedback --db $(DATA)/bridge.duckdb --data-dir $(DATA) --out $(REPORTS)/feedback
 
 bench-alpaca: $(VENV)/.installed-dev
 	$(BIN)/python benchmarks/bench_alpaca_faults.py --orders 1000

@@ -461,6 +461,150 @@ pd.Series(again.summary, name="count").to_frame().T
 ]
 
 
+FEEDBACK = [
+    md("""
+# LiveFeedback: what really happened
+
+Per strategy instance, mode (preview / paper / live) and period: returns against the S&P 500,
+drawdown, trading (orders, fill ratio, cancels, rejects, denials, trading-state changes),
+execution quality (slippage against the decision and arrival prices, Qlib's `pa`) and signal
+quality (realised IC of the instance's scores against next-session returns), from bridge's DuckDB
+file (`bridge.feedback`). The same figures are written as `feedback.json`
+(`bridge.live_feedback/v1`), Parquet tables, and the `qlib_res.csv` / `ret.pkl` RD-Agent reads,
+under `reports/feedback/<instance>/<mode>/<period>/` (`bridge feedback`).
+Qlib-named metrics use Qlib's `risk_analysis` "sum" convention (N = 238); the others are
+geometric (252 sessions/year).
+"""),
+    code("""
+# Parameters (papermill overrides these)
+instances = None        # list of preview_id / strategy_id; None -> every recorded instance
+period = "all"          # "day", "week", "month", "all" or "YYYY-MM-DD:YYYY-MM-DD"
+mode = None             # "preview", "paper", "live"; None -> every recorded mode
+db_path = None          # DuckDB file; None -> <project>/data/bridge.duckdb
+data_dir = None         # market data (benchmark, bars); None -> <project>/data
+out_dir = None          # where the files go; None -> <project>/reports/feedback
+""", tags=["parameters"]),
+    code("""
+from pathlib import Path
+
+import pandas as pd
+import plotly.graph_objects as go
+import plotly.io as pio
+from IPython.display import Markdown, display
+
+from bridge import paths
+from bridge.feedback.aggregate import aggregate
+from bridge.feedback.export import write_one
+
+pio.renderers.default = "plotly_mimetype+notebook"
+db = db_path or paths.default_db()
+data = data_dir or paths.data_dir()
+out = Path(out_dir) if out_dir else paths.reports_dir() / "feedback"
+feedback = aggregate(db, data, instances, period, mode)
+assert feedback, f"no recorded trajectory in {db}: run `bridge preview run` first"
+folders = [write_one(fb, out) for fb in feedback]
+label = lambda fb: f"{fb.instance} ({fb.mode})"
+display(Markdown("\\n".join(f"- **{label(fb)}** {fb.period['start']} .. {fb.period['end']} "
+                            f"({fb.period['sessions']} sessions): `{f}`"
+                            for fb, f in zip(feedback, folders))))
+"""),
+    md("## Metrics"),
+    code("""
+def row(fb):
+    s = fb.summary
+    r, q, t, e, g = s["returns"], s["qlib"], s["trading"], s["execution"], s["signal"]
+    return {
+        "instance": label(fb), "total return": r["total_return"],
+        "annualized return": r["annualized_return"], "volatility": r["volatility"],
+        "Sharpe": r["sharpe"], "max drawdown": r["max_drawdown"], "Calmar": r["calmar"],
+        "benchmark return": s["benchmark"]["total_return"],
+        "excess ann. (Qlib, w/ cost)": q["excess_return_with_cost"]["annualized_return"],
+        "IR (Qlib, w/ cost)": q["excess_return_with_cost"]["information_ratio"],
+        "excess MDD (Qlib, w/ cost)": q["excess_return_with_cost"]["max_drawdown"],
+        "turnover": t["turnover"], "cost (bps of capital)": t["cost_bps"],
+        "orders": t["n_orders"], "fill ratio": t["fill_ratio"],
+        "denied": sum(t["denials_by_reason"].values()),
+        "rejected": sum(t["rejects_by_reason"].values()), "canceled": t["n_canceled"],
+        "state changes": t["trading_state_changes"]["n"],
+        "slippage buy (bps)": e["slippage_bps"]["decision"]["buy"]["mean"],
+        "slippage sell (bps)": e["slippage_bps"]["decision"]["sell"]["mean"],
+        "pa": e["pa"]["mean"], "gap p95 (ticks)": e["gap_ticks"]["p95"],
+        "IC": g["IC"], "ICIR": g["ICIR"], "Rank IC": g["Rank IC"], "Rank ICIR": g["Rank ICIR"],
+    }
+
+table = pd.DataFrame([row(fb) for fb in feedback]).set_index("instance")
+table.T.style.format(precision=4, na_rep="-")
+"""),
+    md("## NAV against the benchmark (first session of the period = 1.0)"),
+    code("""
+fig = go.Figure()
+for fb in feedback:
+    fig.add_scatter(x=fb.daily.index, y=fb.daily["nav"], name=label(fb))
+ref = max(feedback, key=lambda fb: len(fb.daily))
+fig.add_scatter(x=ref.daily.index, y=ref.daily["bench_nav"], name="S&P 500",
+                line=dict(color="black", dash="dot"))
+fig.update_layout(yaxis_title="NAV (net of costs)", hovermode="x unified", height=450)
+fig
+"""),
+    md("## Drawdown (compounded NAV, net of costs)"),
+    code("""
+fig = go.Figure()
+for fb in feedback:
+    fig.add_scatter(x=fb.daily.index, y=fb.daily["drawdown"], name=label(fb))
+fig.update_layout(yaxis_title="drawdown", yaxis_tickformat=".0%", hovermode="x unified", height=350)
+fig
+"""),
+    md("## Slippage against the decision price, per filled order (bps, positive = cost)"),
+    code("""
+fig = go.Figure()
+for fb in feedback:
+    o = fb.orders.dropna(subset=["slippage_decision_bps"])
+    for side in ("buy", "sell"):
+        x = o.loc[o["side"] == side, "slippage_decision_bps"]
+        if len(x):
+            fig.add_histogram(x=x, name=f"{label(fb)} {side}", opacity=0.6, nbinsx=60)
+fig.update_layout(barmode="overlay", xaxis_title="bps", yaxis_title="orders", height=350)
+fig
+"""),
+    md("## Denials, rejects, cuts and cancels by reason"),
+    code("""
+rows = []
+for fb in feedback:
+    t = fb.summary["trading"]
+    for kind, key in (("denied (risk)", "denials_by_reason"), ("rejected (broker)", "rejects_by_reason"),
+                      ("cut (planner)", "cuts_by_reason")):
+        rows += [{"instance": label(fb), "kind": kind, "reason": r or "(none)", "orders": n}
+                 for r, n in t[key].items()]
+    if t["n_canceled"]:
+        rows.append({"instance": label(fb), "kind": "canceled", "reason": "", "orders": t["n_canceled"]})
+reasons = pd.DataFrame(rows, columns=["instance", "kind", "reason", "orders"])
+if reasons.empty:
+    display(Markdown("No order was denied, rejected, cut or canceled in this period."))
+else:
+    fig = go.Figure()
+    for (inst, kind), g in reasons.groupby(["instance", "kind"]):
+        fig.add_bar(x=g["reason"], y=g["orders"], name=f"{inst} {kind}")
+    fig.update_layout(barmode="group", yaxis_title="orders", height=350)
+    display(fig)
+reasons
+"""),
+    md("## IC over time (scores vs next-session return; 20-date rolling mean)"),
+    code("""
+fig = go.Figure()
+for fb in feedback:
+    if len(fb.ic):
+        ic = fb.ic.set_index("datetime")
+        fig.add_scatter(x=ic.index, y=ic["ic"], name=f"{label(fb)} IC", mode="markers",
+                        marker=dict(size=4), opacity=0.4)
+        fig.add_scatter(x=ic.index, y=ic["rank_ic"].rolling(20, min_periods=5).mean(),
+                        name=f"{label(fb)} Rank IC, 20-date mean")
+fig.add_hline(y=0, line_color="grey")
+fig.update_layout(yaxis_title="IC", hovermode="x unified", height=400)
+fig
+"""),
+]
+
+
 def write(name, cells):
     nb = nbf.v4.new_notebook()
     nb.cells = cells
@@ -479,3 +623,4 @@ if __name__ == "__main__":
     write("plan", PLAN)
     write("paper", PAPER)
     write("reconciliation", RECONCILIATION)
+    write("feedback", FEEDBACK)

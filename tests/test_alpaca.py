@@ -26,14 +26,12 @@ from bridge.brokers.alpaca import AlpacaExecutor  # noqa: E402
 from bridge.brokers.alpaca_emulator import Faults, make_emulator  # noqa: E402
 from bridge.execution.contract import Executor, OrderCtx  # noqa: E402
 
-DATA = Path(__file__).resolve().parents[1] / "data"
 KEY = "PKEMULATORKEY0001"
 SECRET = "sk-bridge-test-Zq7w9XvR2mT4pL8nY3cK"  # the string the scan test looks for
 INSTRUMENTS = ["A", "AAPL", "JPM", "MSFT", "XOM"]
 PX = {"A": 28.0, "AAPL": 250.0, "JPM": 40.0, "MSFT": 25.0, "XOM": 60.0}
 SESSIONS = ["2010-08-03", "2010-08-04", "2010-08-05", "2010-08-06", "2010-08-09"]
 
-pytestmark = pytest.mark.skipif(not (DATA / "bars.parquet").exists(), reason="needs data/")
 
 
 def _sleep(s: float) -> None:
@@ -41,8 +39,8 @@ def _sleep(s: float) -> None:
 
 
 @pytest.fixture
-def emulator():
-    emu = make_emulator(DATA, cash=100_000.0, start="2010-08-02", end="2010-08-31",
+def emulator(sample_dir):
+    emu = make_emulator(sample_dir, cash=100_000.0, start="2010-08-02", end="2010-08-31",
                         instruments=INSTRUMENTS, api_key=KEY, secret_key=SECRET, seed=7).start()
     yield emu
     emu.stop()

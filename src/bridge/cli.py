@@ -281,6 +281,40 @@ def report_reconciliation(out: ReportOut = None,
                                "out_dir": str(out / "reconcile")}, out)
 
 
+@app.command("feedback")
+def feedback(instances: Annotated[list[str] | None, typer.Argument(help="preview_id / strategy_id values [default: every recorded instance]")] = None,
+             period: Annotated[str, typer.Option(help="day | week | month | all | YYYY-MM-DD:YYYY-MM-DD")] = "all",
+             mode: Annotated[str | None, typer.Option(help="preview | paper | live [default: every recorded mode]")] = None,
+             db: DbPath = None, data_dir: DataDir = None,
+             out: Annotated[Path | None, typer.Option(help="Output folder [default: <root>/reports/feedback]")] = None) -> None:
+    """LiveFeedback: per instance, mode and period, feedback.json + Parquet + qlib_res.csv/ret.pkl."""
+    from bridge.errors import ConfigError
+    from bridge.feedback.export import write_feedback
+
+    out = out or paths.reports_dir() / "feedback"
+    try:
+        folders = write_feedback(db or paths.default_db(), data_dir or paths.data_dir(), out,
+                                 instances=instances or None, period=period, mode=mode)
+    except ConfigError as exc:
+        raise typer.BadParameter(str(exc)) from exc
+    con = _console()
+    if not folders:
+        con.print("no recorded trajectory: run `bridge preview run` (or a paper run) first")
+        raise typer.Exit(1)
+    for f in folders:
+        con.print(f"wrote {f} (feedback.json, daily/orders/ic.parquet, qlib_res.csv, ret.pkl)")
+
+
+@report_app.command("feedback")
+def report_feedback(db: DbPath = None, out: ReportOut = None,
+                    period: Annotated[str, typer.Option(help="day | week | month | all | start:end")] = "all",
+                    mode: Annotated[str | None, typer.Option(help="preview | paper | live")] = None) -> None:
+    """LiveFeedback figures (notebooks/feedback.ipynb)."""
+    out = out or paths.reports_dir()
+    _report("feedback", {"db_path": str(db or paths.default_db()), "period": period, "mode": mode,
+                         "out_dir": str(out / "feedback")}, out)
+
+
 @emulate_app.command("alpaca")
 def emulate_alpaca(port: Annotated[int, typer.Option(help="Port on 127.0.0.1")] = 8765,
                    data_dir: DataDir = None,

@@ -240,9 +240,10 @@ class AlpacaEmulator:
         """Run ``coro_fn(*args)`` in the server's loop from another thread; returns its result."""
         return asyncio.run_coroutine_threadsafe(coro_fn(*args), self.loop).result(30)
 
-    def advance(self, session: str) -> int:
-        """Trade ``session`` (YYYY-MM-DD) and push the updates; returns the number of events."""
-        return self.call(self._advance, session)
+    def advance(self, session: str, phase: str = "all") -> int:
+        """Trade ``session`` (YYYY-MM-DD; ``phase`` all, open or close, see
+        :meth:`PaperBroker.run_session`) and push the updates; returns the number of events."""
+        return self.call(self._advance, str(session)[:10], phase)
 
     def set_faults(self, faults: Faults) -> None:
         async def _set():
@@ -607,10 +608,10 @@ class AlpacaEmulator:
         return await self._guarded("read", work)
 
     # ---- emulator-only ----------------------------------------------------------------------
-    async def _advance(self, session: str) -> int:
+    async def _advance(self, session: str, phase: str = "all") -> int:
         t = self._session_index(session)
         before = {sid: o.status for sid, o in self.broker.orders.items() if o.status in _OPEN}
-        fills = self.broker.run_session(t)
+        fills = self.broker.run_session(t, phase)
         n = 0
         for f in fills:
             sim_id = f["broker_order_id"]
@@ -651,7 +652,7 @@ class AlpacaEmulator:
 
     async def h_advance(self, request: web.Request) -> web.Response:
         try:
-            n = await self._advance(request.query["session"])
+            n = await self._advance(request.query["session"], request.query.get("phase", "all"))
         except KeyError as exc:
             return _err(422, 40010000, str(exc))
         return web.json_response({"session": request.query["session"], "events": n})

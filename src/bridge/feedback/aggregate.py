@@ -63,6 +63,7 @@ import duckdb
 import numpy as np
 import pandas as pd
 
+from bridge.errors import ConfigError
 from bridge.feedback import metrics as M
 
 MODES = ("preview", "paper", "live")
@@ -130,7 +131,8 @@ def resolve_period(period, first: date, last: date) -> tuple[str, date, date]:
     m = re.fullmatch(r"(\d{4}-\d{2}-\d{2}):(\d{4}-\d{2}-\d{2})", str(period))
     if m:
         return resolve_period((m[1], m[2]), first, last)
-    raise ValueError(f"period must be one of {PERIODS}, 'start:end' or (start, end); got {period!r}")
+    raise ConfigError(f"period must be one of {PERIODS}, 'start:end' or (start, end); "
+                      f"got {period!r}")
 
 
 # ---- SQL views ------------------------------------------------------------------------------
@@ -243,67 +245,118 @@ def _ranges_table(con, ranges: list[tuple[str, str, date, date]]) -> None:
 
 
 # ---- grouped order statistics (all instances in one query) -----------------------------------
-ORDER_STATS_SQL = """
-WITH o AS (
-  SELECT o.*,
-         CASE WHEN o.side = 'buy' THEN 1 ELSE -1 END AS sgn,
-         o.filled_quantity > 0 AND o.fill_price IS NOT NULL AS filled
-  FROM fb_orders o JOIN fb_ranges r
-    ON o.instance = r.instance AND o.mode = r.mode AND o.day BETWEEN r.start AND r."end"
-), s AS (
-  SELECT *,
-    CASE WHEN filled AND decision_price > 0
-         THEN sgn * (fill_price / decision_price - 1) * 1e4 END AS slip_decision_bps,
-    CASE WHEN filled AND arrival_price > 0
-         THEN sgn * (fill_price / arrival_price - 1) * 1e4 END AS slip_arrival_bps
-  FROM o
+def _side_cols(ref: str) -> str:
+    cols = []
+    for side in ("buy", "sell"):
+        f = f"FILTER (WHERE side = '{side}')"
+        cols += [f"sum(s_{ref}) {f} / nullif(sum(n_{ref}) {f}, 0) AS slip_{ref}_{side}_mean",
+                 f"sum(sv_{ref}) {f} / nullif(sum(v_{ref}) {f}, 0) AS slip_{ref}_{side}_vw",
+                 f"max(q_{ref}) {f} AS slip_{ref}_{side}_p95",
+                 f"coalesce(sum(n_{ref}) {f}, 0) AS slip_{ref}_{side}_n"]
+    return ",\n  ".join(cols)
+
+
+# Sums and counts are first grouped by (instance, mode, side, status, day) in one scan with no
+# join (a few 10k rows), and only those rows are joined with each instance's period; the exact
+# p95 needs the rows themselves, so it joins the period ranges only when they are not the
+# instances' whole history. Short periods pre-filter rows with constant global date bounds
+# (prunes most rows before any grouping). Measured on 10M fills / 100 instances, 2 busy cores:
+# one flat query with FILTERed aggregates joined to the ranges took 7 s, joining before grouping
+# 2.2 s, this ~1 s for period "all" and ~0.2 s for "day" (the 10M-row join on string keys was
+# the cost).
+_ORDER_STATS_TEMPLATE = """
+WITH s AS (
+  SELECT o.instance, o.mode, o.side, o.status, o.day, o.quantity, o.filled_quantity, o.value,
+         o.fee, o.filled_quantity > 0 AND o.fill_price IS NOT NULL AS filled,
+         CASE WHEN o.filled_quantity > 0 AND o.decision_price > 0
+              THEN (CASE WHEN o.side = 'buy' THEN 1 ELSE -1 END)
+                   * (o.fill_price / o.decision_price - 1) * 1e4 END AS sd,
+         CASE WHEN o.filled_quantity > 0 AND o.arrival_price > 0
+              THEN (CASE WHEN o.side = 'buy' THEN 1 ELSE -1 END)
+                   * (o.fill_price / o.arrival_price - 1) * 1e4 END AS sa
+  FROM fb_orders o
+  {where}
+), {g_ctes}, q AS (
+  SELECT s.instance, s.mode, side, quantile_cont(sd, 0.95) AS q_decision,
+         {q_arrival} AS q_arrival
+  FROM s {q_join} WHERE filled GROUP BY ALL
 )
-SELECT instance, mode,
-  count(*) FILTER (WHERE status <> 'CUT') AS n_orders,
-  count(*) FILTER (WHERE status = 'FILLED') AS n_filled,
-  count(*) FILTER (WHERE filled AND status <> 'FILLED') AS n_partial,
-  count(*) FILTER (WHERE status = 'CANCELED') AS n_canceled,
-  count(*) FILTER (WHERE status = 'EXPIRED') AS n_expired,
-  count(*) FILTER (WHERE status = 'REJECTED') AS n_rejected,
-  count(*) FILTER (WHERE status = 'DENIED') AS n_denied,
-  count(*) FILTER (WHERE status = 'CUT') AS n_cut,
-  sum(filled_quantity) FILTER (WHERE status <> 'DENIED')
-    / nullif(sum(quantity) FILTER (WHERE status <> 'DENIED'), 0) AS fill_ratio,
+SELECT g.instance, g.mode,
+  coalesce(sum(n) FILTER (WHERE status <> 'CUT'), 0) AS n_orders,
+  coalesce(sum(n) FILTER (WHERE status = 'FILLED'), 0) AS n_filled,
+  coalesce(sum(nf) FILTER (WHERE status <> 'FILLED'), 0) AS n_partial,
+  coalesce(sum(n) FILTER (WHERE status = 'CANCELED'), 0) AS n_canceled,
+  coalesce(sum(n) FILTER (WHERE status = 'EXPIRED'), 0) AS n_expired,
+  coalesce(sum(n) FILTER (WHERE status = 'REJECTED'), 0) AS n_rejected,
+  coalesce(sum(n) FILTER (WHERE status = 'DENIED'), 0) AS n_denied,
+  coalesce(sum(n) FILTER (WHERE status = 'CUT'), 0) AS n_cut,
+  sum(fq) FILTER (WHERE status <> 'DENIED')
+    / nullif(sum(q) FILTER (WHERE status <> 'DENIED'), 0) AS fill_ratio,
   sum(value) AS traded_value, sum(fee) AS fees,
-  avg(slip_decision_bps) FILTER (WHERE side = 'buy') AS slip_decision_buy_mean,
-  avg(slip_decision_bps) FILTER (WHERE side = 'sell') AS slip_decision_sell_mean,
-  sum(slip_decision_bps * value) FILTER (WHERE side = 'buy')
-    / nullif(sum(value) FILTER (WHERE side = 'buy' AND slip_decision_bps IS NOT NULL), 0)
-    AS slip_decision_buy_vw,
-  sum(slip_decision_bps * value) FILTER (WHERE side = 'sell')
-    / nullif(sum(value) FILTER (WHERE side = 'sell' AND slip_decision_bps IS NOT NULL), 0)
-    AS slip_decision_sell_vw,
-  quantile_cont(slip_decision_bps, 0.95) FILTER (WHERE side = 'buy') AS slip_decision_buy_p95,
-  quantile_cont(slip_decision_bps, 0.95) FILTER (WHERE side = 'sell') AS slip_decision_sell_p95,
-  count(slip_decision_bps) FILTER (WHERE side = 'buy') AS slip_decision_buy_n,
-  count(slip_decision_bps) FILTER (WHERE side = 'sell') AS slip_decision_sell_n,
-  avg(slip_arrival_bps) FILTER (WHERE side = 'buy') AS slip_arrival_buy_mean,
-  avg(slip_arrival_bps) FILTER (WHERE side = 'sell') AS slip_arrival_sell_mean,
-  sum(slip_arrival_bps * value) FILTER (WHERE side = 'buy')
-    / nullif(sum(value) FILTER (WHERE side = 'buy' AND slip_arrival_bps IS NOT NULL), 0)
-    AS slip_arrival_buy_vw,
-  sum(slip_arrival_bps * value) FILTER (WHERE side = 'sell')
-    / nullif(sum(value) FILTER (WHERE side = 'sell' AND slip_arrival_bps IS NOT NULL), 0)
-    AS slip_arrival_sell_vw,
-  quantile_cont(slip_arrival_bps, 0.95) FILTER (WHERE side = 'buy') AS slip_arrival_buy_p95,
-  quantile_cont(slip_arrival_bps, 0.95) FILTER (WHERE side = 'sell') AS slip_arrival_sell_p95,
-  count(slip_arrival_bps) FILTER (WHERE side = 'buy') AS slip_arrival_buy_n,
-  count(slip_arrival_bps) FILTER (WHERE side = 'sell') AS slip_arrival_sell_n,
-  -avg(slip_arrival_bps) / 1e4 AS pa_mean,
-  -sum(slip_arrival_bps * value) / nullif(sum(value) FILTER (WHERE slip_arrival_bps IS NOT NULL), 0)
-    / 1e4 AS pa_value_weighted,
-  avg(CASE WHEN slip_arrival_bps < 0 THEN 1.0 WHEN slip_arrival_bps IS NOT NULL THEN 0.0 END)
-    AS pa_pos
-FROM s GROUP BY instance, mode ORDER BY instance, mode
+  {decision_cols},
+  {arrival_cols},
+  -sum(s_arrival) / nullif(sum(n_arrival), 0) / 1e4 AS pa_mean,
+  -sum(sv_arrival) / nullif(sum(v_arrival), 0) / 1e4 AS pa_value_weighted,
+  sum(n_pos) / nullif(sum(n_arrival), 0) AS pa_pos
+FROM g LEFT JOIN q USING (instance, mode, side)
+GROUP BY g.instance, g.mode ORDER BY g.instance, g.mode
 """
 
+
+_SUMS = """count(*) AS n, count(*) FILTER (WHERE filled) AS nf,
+         sum(quantity) AS q, sum(filled_quantity) AS fq, sum(value) AS value, sum(fee) AS fee,
+         sum(sd) AS s_decision, count(sd) AS n_decision, sum(sd * value) AS sv_decision,
+         sum(value) FILTER (WHERE sd IS NOT NULL) AS v_decision,
+         sum(sa) AS s_arrival, count(sa) AS n_arrival, sum(sa * value) AS sv_arrival,
+         sum(value) FILTER (WHERE sa IS NOT NULL) AS v_arrival,
+         count(*) FILTER (WHERE sa < 0) AS n_pos"""
+_RESUM = ", ".join(f"sum({c}) AS {c}" for c in (
+    "n", "nf", "q", "fq", "value", "fee", "s_decision", "n_decision", "sv_decision",
+    "v_decision", "s_arrival", "n_arrival", "sv_arrival", "v_arrival", "n_pos"))
+
+
+def order_stats_sql(whole_history: bool, lo="0001-01-01", hi="9999-12-31",
+                    same_reference: bool = False) -> str:
+    """The grouped order-statistics query over ``fb_orders`` and ``fb_ranges``.
+
+    Parameters
+    ----------
+    whole_history : bool
+        True when every range is its instance's whole history (period ``"all"``): no per-row
+        range join or per-day grouping is needed.
+    lo, hi : date-like
+        Global bounds of the ranges (constant predicate, prunes rows before any grouping).
+    same_reference : bool
+        True when every order's arrival price is its decision price (only preview orders: both
+        are ``market_price``): the arrival p95 is then the decision p95, and the exact quantile,
+        the costliest aggregate, is computed once (~0.25 s on 10M fills).
+    """
+    if whole_history:
+        g = f"g AS (SELECT instance, mode, side, status, {_SUMS} FROM s GROUP BY ALL)"
+        q_join = ""
+    else:
+        g = (f"gd AS (SELECT instance, mode, side, status, day, {_SUMS} FROM s GROUP BY ALL),\n"
+             f"g AS (SELECT gd.instance, gd.mode, side, status, {_RESUM} FROM gd JOIN fb_ranges r"
+             ' ON gd.instance = r.instance AND gd.mode = r.mode AND gd.day BETWEEN r.start'
+             ' AND r."end" GROUP BY ALL)')
+        q_join = ('JOIN fb_ranges r ON s.instance = r.instance AND s.mode = r.mode '
+                  'AND s.day BETWEEN r.start AND r."end"')
+    # whole history: no date predicate at all (on 10M rows it costs ~0.3 s and selects everything)
+    where = "" if whole_history else f"WHERE o.day BETWEEN DATE '{str(lo)[:10]}' AND DATE '{str(hi)[:10]}'"
+    q_arrival = "quantile_cont(sd, 0.95)" if same_reference else "quantile_cont(sa, 0.95)"
+    return _ORDER_STATS_TEMPLATE.format(q_join=q_join, g_ctes=g, where=where, q_arrival=q_arrival,
+                                        decision_cols=_side_cols("decision"),
+                                        arrival_cols=_side_cols("arrival"))
+
+
+ORDER_STATS_SQL = order_stats_sql(False)
+
+# a reason is grouped by its code, the text before the first ':' (the risk engine writes
+# "NOTIONAL_EXCEEDS_FREE_BALANCE: buy of 1077 AMP @ 42.77 needs ..."); the full text stays in
+# the per-order records
 REASONS_SQL = """
-SELECT o.instance, o.mode, o.status, coalesce(o.reason, '') AS reason, count(*) AS n
+SELECT o.instance, o.mode, o.status, trim(split_part(coalesce(o.reason, ''), ':', 1)) AS reason,
+       count(*) AS n
 FROM fb_orders o JOIN fb_ranges r
   ON o.instance = r.instance AND o.mode = r.mode AND o.day BETWEEN r.start AND r."end"
 WHERE o.status IN ('DENIED', 'REJECTED', 'CANCELED', 'EXPIRED', 'CUT')
@@ -311,9 +364,12 @@ GROUP BY ALL ORDER BY ALL
 """
 
 
-def order_stats(con) -> pd.DataFrame:
-    """:data:`ORDER_STATS_SQL` over ``fb_orders`` x ``fb_ranges``: one row per (instance, mode)."""
-    return con.sql(ORDER_STATS_SQL).df()
+def order_stats(con, whole_history: bool = False) -> pd.DataFrame:
+    """:func:`order_stats_sql` over ``fb_orders`` x ``fb_ranges``: one row per (instance, mode)."""
+    lo, hi = con.sql('SELECT min(start), max("end") FROM fb_ranges').fetchall()[0]
+    # without execution orders, fb_orders holds only preview rows, whose arrival = decision
+    same = not _has_rows(con, "exec_order")
+    return con.sql(order_stats_sql(whole_history, lo, hi, same_reference=same)).df()
 
 
 # ---- instances ------------------------------------------------------------------------------
@@ -323,11 +379,18 @@ def list_instances(con, instances=None, mode: str | None = None) -> list[dict]:
     Returns
     -------
     list of dict
-        ``instance``, ``mode``, ``first``, ``last`` (dates of the daily series) and ``info``.
+        ``instance``, ``mode``, ``first``, ``last`` (first and last date of its account rows
+        and orders) and ``info``.
     """
     if mode is not None and mode not in MODES:
-        raise ValueError(f"mode must be one of {MODES} or None, got {mode!r}")
-    rows = con.sql("""SELECT instance, mode, min(day), max(day) FROM fb_daily
+        raise ConfigError(f"mode must be one of {MODES} or None, got {mode!r}")
+    # an instance's history spans its account rows and its orders: paper fills carry the
+    # session's time while account rows carry the run's clock, so either can end later
+    rows = con.sql("""SELECT instance, mode, min(first), max(last) FROM (
+                          SELECT instance, mode, min(day) AS first, max(day) AS last
+                          FROM fb_daily GROUP BY ALL
+                          UNION ALL
+                          SELECT instance, mode, min(day), max(day) FROM fb_orders GROUP BY ALL)
                       GROUP BY ALL ORDER BY mode, instance""").fetchall()
     info = {r[0]: dict(zip(("display_name", "strategy", "signal", "initial_capital", "market"),
                            r[1:], strict=True))
@@ -344,7 +407,8 @@ def list_instances(con, instances=None, mode: str | None = None) -> list[dict]:
     if instances is not None:
         missing = set(instances) - {r["instance"] for r in out}
         if missing:
-            raise KeyError(f"no recorded {mode or 'any'}-mode trajectory for {sorted(missing)}")
+            where = f" in mode {mode!r}" if mode else ""
+            raise ConfigError(f"no recorded trajectory{where} for {sorted(missing)}")
     return out
 
 
@@ -421,11 +485,12 @@ def _f(x):
     return v if math.isfinite(v) else None
 
 
-def _side_block(row, kind: str) -> dict:
-    return {side: {"n": int(row[f"slip_{kind}_{side}_n"] or 0),
-                   "mean": _f(row[f"slip_{kind}_{side}_mean"]),
-                   "value_weighted": _f(row[f"slip_{kind}_{side}_vw"]),
-                   "p95": _f(row[f"slip_{kind}_{side}_p95"])} for side in ("buy", "sell")}
+def _side_block(row: dict, kind: str) -> dict:
+    # row is {} when the instance has no order in the period
+    return {side: {"n": int(_f(row.get(f"slip_{kind}_{side}_n")) or 0),
+                   "mean": _f(row.get(f"slip_{kind}_{side}_mean")),
+                   "value_weighted": _f(row.get(f"slip_{kind}_{side}_vw")),
+                   "p95": _f(row.get(f"slip_{kind}_{side}_p95"))} for side in ("buy", "sell")}
 
 
 def order_records(con, instance: str, mode: str, start: date, end: date) -> pd.DataFrame:
@@ -569,6 +634,12 @@ def aggregate(db, data_dir=None, instances=None, period="all", mode: str | None 
     Returns
     -------
     list of Feedback
+        One per (instance, mode), ordered by mode then instance.
+
+    Raises
+    ------
+    bridge.errors.ConfigError
+        Unknown period or mode, or a named instance with no recorded trajectory.
     """
     if con is None:
         from bridge.store.duck import connect
@@ -585,7 +656,7 @@ def aggregate(db, data_dir=None, instances=None, period="all", mode: str | None 
     if not insts:
         return []
     _ranges_table(con, ranges)
-    stats = order_stats(con).set_index(["instance", "mode"])
+    stats = order_stats(con, whole_history=period == "all").set_index(["instance", "mode"])
     reasons = con.sql(REASONS_SQL).df()
     labels = _Labels(data_dir) if data_dir is not None and \
         (Path(data_dir) / "bars.parquet").exists() else None
