@@ -70,3 +70,17 @@ def test_cli_reconcile_finds_and_syncs_real_divergences(sample_dir, tmp_path):
     assert len(reports) == 2
     docs = [json.loads((p / "report.json").read_text()) for p in reports]
     assert sorted(d["is_synced"] for d in docs) == [False, True]
+
+
+def test_report_with_paths_relative_to_the_callers_cwd(sample_dir, tmp_path, monkeypatch):
+    """`make demo` passes data/bridge.duckdb; the notebook runs in notebooks/: paths must hold."""
+    from datetime import datetime
+
+    from bridge.preview.pipeline import run_pipeline
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("BRIDGE_HOME", str(ROOT))
+    run_pipeline(sample_dir, tmp_path / "rel.duckdb", created_at=datetime(2010, 8, 20))
+    res = CliRunner().invoke(app, ["report", "preview", "--db", "rel.duckdb", "--out", "out"])
+    assert res.exit_code == 0, res.output
+    assert (tmp_path / "out" / "preview.html").exists()

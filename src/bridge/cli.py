@@ -193,6 +193,10 @@ def plan(predictions: Annotated[Path | None, typer.Option(
 def _report(name: str, parameters: dict, out: Path) -> None:
     from bridge.reports.notebooks import execute_notebook
 
+    # the notebook runs in notebooks/: hand it absolute paths, never ones relative to our cwd
+    parameters = {k: str(Path(v).resolve()) if isinstance(v, str) and k.endswith(("_path", "_dir"))
+                  and v else v for k, v in parameters.items()}
+    out = Path(out).resolve()
     con = _console()
     with con.status(f"executing notebooks/{name}.ipynb with papermill ..."):
         written = execute_notebook(name, out, parameters)
