@@ -603,7 +603,7 @@ class AlpacaExecutor:
             try:
                 self._call(self._client.get_clock)
             except (AlpacaTransportError, AlpacaHTTPError):
-                pass
+                pass  # the failed probe is what the health record below reports
         h = self._health
         beats = [x for x in (h["last_ok_ms"], h["last_stream_msg_ms"]) if x]
         return {"broker": self.name, "connection": h["connection"], "stream": h["stream"],

@@ -696,7 +696,7 @@ def serve(port: int = 8765, data_dir: str | Path = "data", cash: float = 100_000
     try:
         while True:
             time.sleep(3600)
-    except KeyboardInterrupt:
+    except KeyboardInterrupt:  # Ctrl-C is how a user stops `bridge emulate alpaca`
         pass
     finally:
         emu.stop()
