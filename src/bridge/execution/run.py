@@ -108,8 +108,9 @@ class TradeRun:
         self.mode = mode
         self.strategy_id = strategy_id
         self.tick_size, self.step_size = tick_size, step_size
-        self._money = getattr(getattr(executor, "broker", None), "rules", None)
-        self._money = self._money.money if self._money is not None else (lambda x: round(x, 2))
+        # cash moves on the broker's cent grid (the paper broker's rules; cents otherwise)
+        rules = getattr(getattr(executor, "broker", None), "rules", None)
+        self._money = rules.money if rules is not None else (lambda x: round(x, 2))
         self._audit: list[dict] = []
         self._events: list[ExecutionEvent] = []
         self._n_events = 0
