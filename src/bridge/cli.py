@@ -331,6 +331,19 @@ def emulate_alpaca(port: Annotated[int, typer.Option(help="Port on 127.0.0.1")] 
     serve(port, data_dir or paths.data_dir(), cash, start, end)
 
 
+@emulate_app.command("ib")
+def emulate_ib(port: Annotated[int, typer.Option(help="Port on 127.0.0.1")] = 7497,
+               data_dir: DataDir = None,
+               cash: Annotated[float, typer.Option(help="Starting cash, USD")] = 1_000_000.0,
+               start: Annotated[str, typer.Option(help="First session of the bars")] = "2010-08-02",
+               end: Annotated[str, typer.Option(help="Last session of the bars")] = "2010-12-31") -> None:
+    """Serve the TWS API wire protocol (what ib_async uses) backed by the paper broker; commands
+    on standard input: advance YYYY-MM-DD [all|open|close], state, drop, quit."""
+    from bridge.brokers.ib_emulator import serve
+
+    serve(port, data_dir or paths.data_dir(), cash, start, end)
+
+
 def main() -> None:
     app()
 

@@ -308,6 +308,43 @@ class PaperBroker:
             self._close(o, "canceled", self.clock())
         return o.to_dict()
 
+    def amend_order(self, client_order_id: str, quantity: float | None = None,
+                    limit_price: float | None = None) -> dict:
+        """Change an open order's quantity (shares, total, above what has filled) and/or limit
+        price (currency/share), with the same checks as a new order on what remains.
+
+        Returns
+        -------
+        dict
+            The order's record; ``amend_reject`` (str) is set and nothing changed when refused
+            (not found, not open, quantity not above the filled quantity, buying power or
+            position short of the new remainder).
+        """
+        oid = self.by_client_id.get(client_order_id)
+        if oid is None:
+            return {"status": "not_found", "client_order_id": client_order_id,
+                    "amend_reject": "order not found"}
+        o = self.orders[oid]
+        if o.status not in ("accepted", "partially_filled"):
+            return {**o.to_dict(), "amend_reject": f"order is {o.status}"}
+        new_q = o.quantity if quantity is None else float(quantity)
+        new_lim = o.limit_price if limit_price is None else float(limit_price)
+        if new_q <= o.filled_quantity + 1e-9:
+            return {**o.to_dict(), "amend_reject": "quantity not above the filled quantity"}
+        self._open_interest(o, -(o.quantity - o.filled_quantity))
+        trial = VenueOrder(o.broker_order_id, o.client_order_id, o.instrument, o.side,
+                           new_q - o.filled_quantity, o.order_type, new_lim, o.time_in_force)
+        reason = self._precheck(trial)
+        if reason:
+            self._open_interest(o, o.quantity - o.filled_quantity)
+            return {**o.to_dict(), "amend_reject": reason}
+        o.quantity, o.limit_price = new_q, new_lim
+        if o.side == "buy":
+            o.reserve_price = self._reserve_price(o)
+        self._open_interest(o, o.quantity - o.filled_quantity)
+        o.updated_ts_ms = self.clock()
+        return o.to_dict()
+
     def get_order_by_client_id(self, client_order_id: str) -> dict | None:
         """The venue's record of an order, or None if it never arrived.
 
