@@ -9,7 +9,7 @@ DATA   ?= data
 REPORTS ?= reports
 export PIP_DISABLE_PIP_VERSION_CHECK = 1
 
-.PHONY: demo test venv chromium data preview report feedback bench bench-alpaca notebooks clean
+.PHONY: demo test venv chromium data preview report feedback bench bench-alpaca bench-ib notebooks clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -74,6 +74,9 @@ feedback: preview
 
 bench-alpaca: $(VENV)/.installed-dev
 	$(BIN)/python benchmarks/bench_alpaca_faults.py --orders 1000
+
+bench-ib: preview $(VENV)/.installed-dev
+	$(BIN)/python benchmarks/bench_ib.py --repeat 5 --orders 1000
 
 notebooks: $(VENV)/.installed-dev
 	$(BIN)/python notebooks/make_notebooks.py

@@ -240,7 +240,9 @@ PAPER = [
 
 The book of a preview instance on `signal_date` (real positions and cash from
 `bridge preview run`) is planned into the next session's orders (a DecisionSnapshot), then
-executed for real against the embedded paper broker: persisted before sending, pre-trade risk,
+executed for real against the embedded paper broker (`broker="sim"`; `"alpaca"` and `"ib"` go
+through the real alpaca-py / ib_async clients to offline emulators of those brokers' APIs on
+127.0.0.1, backed by the same paper broker): persisted before sending, pre-trade risk,
 sells at the next session's opening auction, buys at its close with the cash the sells freed,
 fills on the real bars, write-back to bridge's own book in DuckDB, events through the outbox,
 audit. The last cells compare bridge's book with the broker's
@@ -253,7 +255,8 @@ data_dir = None                 # market data; None -> <project>/data
 from_preview = "momentum_top50"  # preview instance whose book is handed to the broker
 signal_date = "2010-08-12"      # decide on this session's close, trade the next session
 broker = "sim"                  # "sim": the embedded paper broker; "alpaca": the real alpaca-py
-                                # client against the offline Alpaca paper emulator
+                                # client against the offline Alpaca paper emulator; "ib": the
+                                # real ib_async client against the offline TWS API emulator
 fill_at = "open"                # market orders fill at the next session's open (or "close")
 participation = 0.1             # share of a bar's volume the broker lets us trade
 topk = 50
@@ -286,18 +289,18 @@ from bridge.research import momentum
 from bridge.risk import RiskEngine
 from bridge.store import read_table
 
-assert broker in ("sim", "alpaca"), f"unknown broker {broker!r}"
+assert broker in ("sim", "alpaca", "ib"), f"unknown broker {broker!r}"
 pio.renderers.default = "plotly_mimetype+notebook"
 db = Path(db_path or paths.default_db())
 exec_db = db
-if broker == "alpaca":
-    # the Alpaca emulator lives in this process: its account starts from the preview's book and
+if broker != "sim":
+    # the broker emulator lives in this process: its account starts from the preview's book and
     # the run writes to a scratch DuckDB file, so a re-run never meets a broker that forgot it
-    exec_db = paths.reports_dir() / "paper_alpaca" / "paper_alpaca.duckdb"
+    exec_db = paths.reports_dir() / f"paper_{broker}" / f"paper_{broker}.duckdb"
     exec_db.parent.mkdir(parents=True, exist_ok=True)
     for f in (exec_db, exec_db.with_suffix(".duckdb.wal")):
         f.unlink(missing_ok=True)
-    strategy_id = f"{strategy_id}_alpaca"
+    strategy_id = f"{strategy_id}_{broker}"
 data = Path(data_dir or paths.data_dir())
 events = Path(events_dir or data / "events" / strategy_id)
 panel = Panel.from_bars(load_bars(data))
@@ -334,6 +337,18 @@ if broker == "sim":
             venue.transfer_in(r.instrument, r.amount, r.avg_cost)
     executor = SimExecutor(venue)
     advance = partial(advance_session, executor)
+elif broker == "ib":
+    from bridge.brokers.ib import IBExecutor
+    from bridge.brokers.ib_emulator import make_ib_emulator
+
+    # a TWS on 127.0.0.1 speaking the TWS API wire protocol; ib_async connects to it unmodified
+    emu = make_ib_emulator(data, cash=cash, start=str(day.date()), end="2010-08-20",
+                           participation=participation, clock=clock).start()
+    venue = emu.broker
+    for r in book.itertuples():
+        venue.transfer_in(r.instrument, r.amount, r.avg_cost)
+    executor = IBExecutor(port=emu.port, client_id=1)
+    advance = lambda d, phase: emu.advance(str(d), phase)
 else:
     import os
 
@@ -409,7 +424,7 @@ rec = run_reconciliation(exec_db, executor, strategy_id, "paper", 1e-4,
 print(f"reconciliation {rec.report_id} against {rec.broker}: is_synced {rec.is_synced}; "
       + ", ".join(f"{k}={v}" for k, v in rec.summary.items() if v))
 assert rec.fetched_ok and rec.is_synced
-if broker == "alpaca":
+if broker != "sim":
     executor.close()
     emu.stop()
 """),

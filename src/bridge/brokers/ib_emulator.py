@@ -527,9 +527,7 @@ class TWSEmulator:
              "maintMarginChange": change, "equityWithLoanChange": 0.0,
              "initMarginAfter": before + change, "maintMarginAfter": before + change,
              "equityWithLoanAfter": a["equity"]}
-        o = _Order(0, conn.client_id, p.order_id, p.order_ref, inst, self._contract(inst),
-                   p.action, p.order_type, p.lmt_price, p.tif, self.account, None)
-        view = w.OrderView(p.order_id, conn.client_id, 0, o.contract, p.action,
+        view = w.OrderView(p.order_id, conn.client_id, 0, self._contract(inst), p.action,
                            p.total_quantity, p.order_type, p.lmt_price, p.tif, self.account,
                            p.order_ref, "PreSubmitted", margin={k: repr(float(x))
                                                                for k, x in m.items()},

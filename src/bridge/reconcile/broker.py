@@ -28,12 +28,11 @@ What an adapter must provide
   ``client_order_id``, ``broker_order_id``, ``instrument``, ``side``, ``quantity``, ``price``,
   ``commission``, ``ts_ms``. If the history is windowed, set ``fills_since_ms``. The list must
   be the broker's history, not "new since the last call": an incremental reader (a stream, or
-  ``AlpacaExecutor.flush``'s back-fill cursor) cannot show what bridge missed. Until
-  ``AlpacaExecutor`` has ``fills()``, pass ``fetch_broker_state(executor, fills=...)``.
+  ``AlpacaExecutor.flush``'s back-fill cursor) cannot show what bridge missed.
 
-``AlpacaExecutor`` (:mod:`bridge.brokers.alpaca`) already provides ``positions()``,
-``account()`` and ``orders()`` in these shapes (its order records carry ``bridge_status``, used
-as is).
+``AlpacaExecutor`` (:mod:`bridge.brokers.alpaca`) and ``IBExecutor`` (:mod:`bridge.brokers.ib`)
+provide ``positions()``, ``account()``, ``orders()`` and ``fills()`` in these shapes (their
+order records carry ``bridge_status``, used as is).
 
 Limitation of the embedded paper broker: it lives in memory, in the process that created it. A
 reconciliation therefore compares a DuckDB file with the PaperBroker object of the same process
