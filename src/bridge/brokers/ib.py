@@ -159,7 +159,13 @@ class IBExecutor:
                                         daemon=True)
         self._thread.start()
         self._ib = self._run(self._make_ib)
-        self._run(self._connect)
+        try:
+            self._run(self._connect)
+        except BaseException:
+            self._closed = True                        # no thread left behind
+            self._loop.call_soon_threadsafe(self._loop.stop)
+            self._thread.join(5)
+            raise
 
     def __repr__(self) -> str:
         return f"IBExecutor(name={self.name!r}, {self.host}:{self.port}, client_id={self.client_id})"
@@ -191,12 +197,18 @@ class IBExecutor:
         return ib
 
     async def _connect(self) -> None:
+        from ib_async.ib import StartupFetch
+
+        # completed orders and executions are read when needed (resolve, the next flush), not
+        # on every (re)connect: their history only grows
+        fetch = (StartupFetch.POSITIONS | StartupFetch.ORDERS_OPEN
+                 | StartupFetch.ACCOUNT_UPDATES | StartupFetch.SUB_ACCOUNT_UPDATES)
         ib, delay, last = self._ib, 0.05, None
         for _ in range(max(1, self.connect_tries)):
             try:
                 await ib.connectAsync(self.host, self.port, self.client_id,
                                       timeout=self.connect_timeout_s,
-                                      account=self.account_code or "")
+                                      account=self.account_code or "", fetchFields=fetch)
                 break
             except (OSError, asyncio.TimeoutError, ConnectionError) as exc:
                 last = exc
@@ -323,7 +335,7 @@ class IBExecutor:
                           broker_order_id=str(perm) if status == "ACCEPTED" and perm else None,
                           latency_ms=float(max(now - t0, 0)), ts_ms=now,
                           raw={"ib_order_id": self._oid.get(ctx.client_order_id),
-                               "perm_id": perm, **(raw or {})})
+                               "ib_perm_id": perm, **(raw or {})})
 
     def submit(self, ctx: OrderCtx) -> ExecResult:
         """Send once (never retried). No answer within ``ack_timeout_s`` -> ``UNKNOWN``; then
@@ -378,15 +390,14 @@ class IBExecutor:
         await self._ensure()
         t = self.request_timeout_s
         ib = self._ib
-        trades = list(await asyncio.wait_for(ib.reqOpenOrdersAsync(), t))
-        trades += await asyncio.wait_for(ib.reqCompletedOrdersAsync(False), t)
-        for tr in trades:
-            if tr.order.orderRef == cid:
+        for req in (ib.reqOpenOrdersAsync, lambda: ib.reqCompletedOrdersAsync(False)):
+            for tr in await asyncio.wait_for(req(), t):   # open orders first: the usual case
+                if tr.order.orderRef != cid:
+                    continue
                 self._perm[cid] = tr.order.permId
                 if tr.order.orderId and tr.order.clientId == self.client_id:
                     self._oid[cid] = tr.order.orderId
-                st = tr.orderStatus.status
-                if st == "Inactive":
+                if tr.orderStatus.status == "Inactive":
                     state = self._completed_state.get(tr.order.permId)
                     return ("REJECTED", getattr(state, "completedStatus", "") or "Inactive")
                 return ("ACCEPTED", None)
