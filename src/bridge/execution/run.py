@@ -13,6 +13,7 @@ A run without a snapshot is blocked (seed 002): :class:`SnapshotRequired`.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 from dataclasses import dataclass, field
@@ -25,6 +26,7 @@ from bridge.execution.metrics import ExecMetrics, log_outcome
 from bridge.execution.orders import Order, OrderStatus, client_order_id
 from bridge.risk import AccountView, RiskEngine, RiskOrder
 from bridge.store import execution as xs
+from bridge.store.duck import held
 
 S = OrderStatus
 _VENUE_TERMINAL = {"filled": S.FILLED, "canceled": S.CANCELED, "expired": S.EXPIRED,
@@ -66,6 +68,16 @@ class RunReport:
 
     def count(self, status: OrderStatus) -> int:
         return sum(o.status == status for o in self.orders)
+
+
+def _holding_db(method):
+    """Run a TradeRun call with its DuckDB file held open (:func:`bridge.store.duck.held`): one
+    open and close for the call's transactions instead of one per transaction."""
+    @functools.wraps(method)
+    def wrapper(self, *args, **kwargs):
+        with held(self.db):
+            return method(self, *args, **kwargs)
+    return wrapper
 
 
 class TradeRun:
@@ -157,6 +169,7 @@ class TradeRun:
                            "FROM planned_order WHERE snapshot_id = ? AND quantity > 0 ORDER BY seq",
                            params=[snapshot_id]).pl().to_dicts()
 
+    @_holding_db
     def submit_snapshot(self, snapshot_id: str | None, intent_ts_ms: int,
                         time_in_force: str = "day", sides=("sell", "buy")) -> RunReport:
         """Persist, risk-check and submit the snapshot's orders (fills come with :meth:`collect`).
@@ -299,6 +312,7 @@ class TradeRun:
                 self._event(EventType.INSUFFICIENT_FUNDS, o, reason=res.reject_reason)
         # UNKNOWN again: stays SUBMITTED (in flight) until a later resolve / reconciliation
 
+    @_holding_db
     def execute_sells_first(self, snapshot_id: str, intent_ts_ms: int, trade_day,
                             advance) -> tuple[RunReport, RunReport]:
         """Sells at the opening auction, then buys at the close with the cash they freed.
@@ -321,6 +335,7 @@ class TradeRun:
         self.collect(buys)
         return sells, buys
 
+    @_holding_db
     def cancel(self, report: RunReport, client_order_id: str) -> str:
         """Cancel an open order; audited (ORDER_CANCEL) whatever the outcome.
 
@@ -348,6 +363,7 @@ class TradeRun:
         self._checkpoint(report)
         return str(o.status)
 
+    @_holding_db
     def collect(self, report: RunReport) -> RunReport:
         """Apply the executor's new fills and order statuses; update bridge's book; persist."""
         by_id = {o.client_order_id: o for o in report.orders}
