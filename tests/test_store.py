@@ -44,3 +44,25 @@ def test_writer_waits_for_another_process_holding_the_file(tmp_path):
     assert holder.wait(timeout=10) == 0
     assert time.monotonic() - t > 0.5
     assert read_table(db, "preview_account").height == 1
+
+
+def test_held_keeps_one_instance_and_lets_go_after(tmp_path):
+    """Inside held(): connects (read-only ones too) share the open database and see each other's
+    writes; nested holds are fine; afterwards another process can open the file again."""
+    from bridge.store.duck import _HELD, held
+
+    db = tmp_path / "h.duckdb"
+    tables = {k: _fill(v, k, db) for k, v in _tables("h", 2).items()}
+    with held(db):
+        with held(db):
+            replace_instances(db, tables)
+        assert read_table(db, "preview_account").height == 2      # read-only connect inside
+        with connect(db, read_only=True) as con:
+            assert con.execute("SELECT count(*) FROM preview_strategy").fetchall() == [(1,)]
+        assert len(_HELD) == 1
+    assert not _HELD
+    other = subprocess.run([sys.executable, "-c", (
+        "import duckdb, sys; c = duckdb.connect(sys.argv[1]); "
+        "print(c.execute('SELECT count(*) FROM preview_account').fetchall()[0][0])"), str(db)],
+        capture_output=True, text=True, timeout=60)
+    assert other.stdout.strip() == "2", other.stderr
