@@ -300,7 +300,7 @@ class TWSEmulator:
                     return
                 await writer.drain()
         except (asyncio.IncompleteReadError, ConnectionError):
-            pass
+            log.debug("client %s closed the connection", conn and conn.client_id)
         except w.ProtocolError as exc:
             log.warning("protocol error: %s", exc)
         finally:
@@ -743,6 +743,6 @@ def serve(port: int = 7497, data_dir: str | Path = "data", cash: float = 1_000_0
         while True:
             time.sleep(3600)
     except KeyboardInterrupt:  # Ctrl-C is how a user stops `bridge emulate ib`
-        pass
+        print("stopping", flush=True)
     finally:
         emu.stop()
