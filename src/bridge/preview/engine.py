@@ -120,20 +120,40 @@ class PreviewResult:
                 "preview_cut": self.cut}
 
 
+class _Columns:
+    """Records of one table, one list per field.
+
+    No object per record: ints, floats and strings are not tracked by the cyclic garbage
+    collector, so a long run does not keep tens of thousands of tuples alive for it to walk.
+    """
+
+    def __init__(self, dtypes: list) -> None:
+        self.dtypes = dtypes
+        self.cols: list[list] = [[] for _ in dtypes]
+
+    def add(self, *values) -> None:
+        for col, v in zip(self.cols, values, strict=True):
+            col.append(v)
+
+    def arrays(self) -> list[np.ndarray]:
+        return [np.array(c, dtype=d) for c, d in zip(self.cols, self.dtypes, strict=True)]
+
+
 class _Book:
-    """One instance's records, one entry per table row, turned into frames once at the end."""
+    """One instance's records, turned into frames once at the end."""
 
     def __init__(self) -> None:
-        # (t, instrument, side, quantity, deal_price, value, fee, reason, market_price)
-        self.trade: list[tuple] = []
-        # (t, instrument, side, intended, quantity, reason)
-        self.cut: list[tuple] = []
-        # positions: per session (t, count); per position instrument, amount, avg_cost
-        self.pos_count: list[tuple[int, int]] = []
-        self.pos_inst: list[int] = []
-        self.pos_amount: list[float] = []
-        self.pos_avg_cost: list[float] = []
-        self.account: list[tuple] = []
+        i64, f64 = np.int64, np.float64
+        # t, instrument, side, quantity, deal_price, value, fee, reason, market_price
+        self.trade = _Columns([i64, i64, np.int8, f64, f64, f64, f64, object, f64])
+        # t, instrument, side, intended, quantity, reason
+        self.cut = _Columns([i64, i64, np.int8, f64, f64, object])
+        # per session: t, number of positions; per position: instrument, amount, avg_cost
+        self.sessions = _Columns([i64, i64])
+        self.position = _Columns([i64, f64, f64])
+        # t, cash, market_value, total_value, daily_pnl, cum_pnl, peak, drawdown, turnover,
+        # cost, n_trades
+        self.account = _Columns([i64] + [f64] * 9 + [i64])
 
 
 class _Holdings:
@@ -163,8 +183,7 @@ class _Holdings:
         total = np_sum(values)
         self.cash += total
         for i, v in zip(gone, values, strict=True):
-            book.trade.append((t, i, -1, self.amount[i], mark[i], v, 0.0, "universe_exit",
-                               mark[i]))
+            book.trade.add(t, i, -1, self.amount[i], mark[i], v, 0.0, "universe_exit", mark[i])
             self.amount[i] = 0.0
             self.avg_cost[i] = 0.0
         self.held = [i for i in self.held if self.amount[i] > 0]
@@ -177,7 +196,7 @@ class _Holdings:
         signed, values, fees = [], [], []
         for i, side, qty, intended, px, value, fee, _, _, reason in rows:
             if reason:
-                book.cut.append((t, i, side, intended, qty, reason))
+                book.cut.add(t, i, side, intended, qty, reason)
             if not qty > 0:
                 continue
             before = self.amount[i]
@@ -190,7 +209,7 @@ class _Holdings:
             signed.append(-value if side > 0 else value)
             values.append(value)
             fees.append(fee)
-            book.trade.append((t, i, side, qty, px, value, fee, "", market[i]))
+            book.trade.add(t, i, side, qty, px, value, fee, "", market[i])
         fee_sum = np_sum(fees)
         self.cash += np_sum(signed) - fee_sum
         return np_sum(values), fee_sum, len(values)
@@ -207,10 +226,11 @@ class _Holdings:
         pos = self.held
         for i in pos:
             days[i] += 1
-        book.pos_count.append((t, len(pos)))
-        book.pos_inst.extend(pos)
-        book.pos_amount.extend([amount[i] for i in pos])
-        book.pos_avg_cost.extend([self.avg_cost[i] for i in pos])
+        book.sessions.add(t, len(pos))
+        inst, amt, cost = book.position.cols
+        inst.extend(pos)
+        amt.extend([amount[i] for i in pos])
+        cost.extend([self.avg_cost[i] for i in pos])
         return np_sum([amount[i] * mark[i] for i in pos])
 
 
@@ -262,9 +282,9 @@ def _run_instance(panel: Panel, spec: InstanceSpec, grid: np.ndarray | None, rul
         market_value = hold.close(t, mk, book)
         total = hold.cash + market_value
         peak = max(peak, total)
-        book.account.append((t, hold.cash, market_value, total, total - prev_total,
-                             total - spec.initial_capital, peak, total / peak - 1.0,
-                             traded / prev_total, fees, n_trades))
+        book.account.add(t, hold.cash, market_value, total, total - prev_total,
+                         total - spec.initial_capital, peak, total / peak - 1.0,
+                         traded / prev_total, fees, n_trades)
         prev_total = total
     return book
 
@@ -356,13 +376,6 @@ def _slipped(price: list[float], target: dict[int, float], amount: list[float], 
             for i, tg in target.items()}
 
 
-def _columns(records: list[tuple], dtypes: list) -> list[np.ndarray]:
-    """The fields of ``records`` as arrays (``object`` for strings)."""
-    if not records:
-        return [np.array([], dtype=d) for d in dtypes]
-    return [np.array(c, dtype=d) for c, d in zip(zip(*records, strict=True), dtypes, strict=True)]
-
-
 def _frames(panel: Panel, spec: InstanceSpec, book: _Book, mark: np.ndarray
             ) -> dict[str, pl.DataFrame]:
     day = panel.sessions
@@ -380,24 +393,19 @@ def _frames(panel: Panel, spec: InstanceSpec, book: _Book, mark: np.ndarray
     def side(s):
         return pl.Series(np.where(s > 0, "buy", "sell"), dtype=pl.String)
 
-    t, i, s, q, px, v, f, why, mkt = _columns(
-        book.trade, [np.int64, np.int64, np.int8] + [np.float64] * 4 + [object, np.float64])
+    t, i, s, q, px, v, f, why, mkt = book.trade.arrays()
     trade = pl.DataFrame({**base(t, i), "side": side(s), "quantity": q, "deal_price": px,
                           "market_price": mkt, "trade_value": v, "fee": f,
                           "reason": pl.Series(why.astype(str), dtype=pl.String)})
-    t, i, s, want, q, why = _columns(
-        book.cut, [np.int64, np.int64, np.int8, np.float64, np.float64, object])
+    t, i, s, want, q, why = book.cut.arrays()
     cut = pl.DataFrame({**base(t, i, n_time=False), "side": side(s), "intended_quantity": want,
                         "quantity": q, "reason": pl.Series(why.astype(str), dtype=pl.String)})
-    days, counts = _columns(book.pos_count, [np.int64, np.int64])
-    t = np.repeat(days, counts)
-    i = np.array(book.pos_inst, dtype=np.int64)
-    amount = np.array(book.pos_amount, dtype=np.float64)
+    t = np.repeat(*book.sessions.arrays())
+    i, amount, avg_cost = book.position.arrays()
     last_price = mark[t, i]
-    position = pl.DataFrame({**base(t, i, n_time=False), "amount": amount,
-                             "avg_cost": np.array(book.pos_avg_cost, dtype=np.float64),
+    position = pl.DataFrame({**base(t, i, n_time=False), "amount": amount, "avg_cost": avg_cost,
                              "last_price": last_price, "market_value": amount * last_price})
-    acc = _columns(book.account, [np.int64] + [np.float64] * 9 + [np.int64])
+    acc = book.account.arrays()
     account = pl.DataFrame({
         "preview_id": [spec.preview_id] * len(acc[0]),
         "trading_day": pl.Series(day[acc[0]]).cast(pl.Date),
