@@ -135,8 +135,10 @@ class _Columns:
         for col, v in zip(self.cols, values, strict=True):
             col.append(v)
 
-    def arrays(self) -> list[np.ndarray]:
-        return [np.array(c, dtype=d) for c, d in zip(self.cols, self.dtypes, strict=True)]
+    def arrays(self) -> list:
+        """The fields as NumPy arrays of their dtypes (``str``: a polars String Series)."""
+        return [pl.Series(c, dtype=pl.String) if d is str else np.array(c, dtype=d)
+                for c, d in zip(self.cols, self.dtypes, strict=True)]
 
 
 class _Book:
@@ -145,9 +147,9 @@ class _Book:
     def __init__(self) -> None:
         i64, f64 = np.int64, np.float64
         # t, instrument, side, quantity, deal_price, value, fee, reason, market_price
-        self.trade = _Columns([i64, i64, np.int8, f64, f64, f64, f64, object, f64])
+        self.trade = _Columns([i64, i64, np.int8, f64, f64, f64, f64, str, f64])
         # t, instrument, side, intended, quantity, reason
-        self.cut = _Columns([i64, i64, np.int8, f64, f64, object])
+        self.cut = _Columns([i64, i64, np.int8, f64, f64, str])
         # per session: t, number of positions; per position: instrument, amount, avg_cost
         self.sessions = _Columns([i64, i64])
         self.position = _Columns([i64, f64, f64])
@@ -379,7 +381,10 @@ def _slipped(price: list[float], target: dict[int, float], amount: list[float], 
 def _frames(panel: Panel, spec: InstanceSpec, book: _Book, mark: np.ndarray
             ) -> dict[str, pl.DataFrame]:
     day = panel.sessions
-    inst = panel.instruments
+    # string columns gathered from their few distinct values (a NumPy unicode array per row
+    # costs ~10x more to hand to polars)
+    names = pl.Series(panel.instruments, dtype=pl.String)
+    sides = pl.Series(["sell", "buy"], dtype=pl.String)
 
     def base(t, i, n_time=True):
         cols = {"preview_id": pl.Series([spec.preview_id] * len(t), dtype=pl.String),
@@ -387,19 +392,18 @@ def _frames(panel: Panel, spec: InstanceSpec, book: _Book, mark: np.ndarray
         if n_time:
             stamp = day[t].astype("datetime64[us]") + DEAL_TIME[spec.deal_price]
             cols["datetime"] = pl.Series(stamp.astype("datetime64[us]"))
-        cols["instrument"] = pl.Series(inst[i], dtype=pl.String)
+        cols["instrument"] = names.gather(i)
         return cols
 
     def side(s):
-        return pl.Series(np.where(s > 0, "buy", "sell"), dtype=pl.String)
+        return sides.gather((s > 0).astype(np.int64))
 
     t, i, s, q, px, v, f, why, mkt = book.trade.arrays()
     trade = pl.DataFrame({**base(t, i), "side": side(s), "quantity": q, "deal_price": px,
-                          "market_price": mkt, "trade_value": v, "fee": f,
-                          "reason": pl.Series(why.astype(str), dtype=pl.String)})
+                          "market_price": mkt, "trade_value": v, "fee": f, "reason": why})
     t, i, s, want, q, why = book.cut.arrays()
     cut = pl.DataFrame({**base(t, i, n_time=False), "side": side(s), "intended_quantity": want,
-                        "quantity": q, "reason": pl.Series(why.astype(str), dtype=pl.String)})
+                        "quantity": q, "reason": why})
     t = np.repeat(*book.sessions.arrays())
     i, amount, avg_cost = book.position.arrays()
     last_price = mark[t, i]
