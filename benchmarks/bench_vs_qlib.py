@@ -204,8 +204,11 @@ def compare(qlib_out: str, bridge_out: str) -> dict:
             "final_value_qlib": float(qa.iloc[-1]), "final_value_bridge": float(ba.iloc[-1])}
 
 
-def prepare(tmp: Path, data_dir: Path) -> dict:
-    """Write both workloads' bars, Qlib providers and pred.pkl signals (untimed)."""
+WORKLOADS = ("sp500_524", "skfolio_20x23y")
+
+
+def prepare(tmp: Path, data_dir: Path, names: list[str]) -> dict:
+    """Write the workloads' bars, Qlib providers and pred.pkl signals (untimed)."""
     import numpy as np
     import polars as pl
 
@@ -234,6 +237,8 @@ def prepare(tmp: Path, data_dir: Path) -> dict:
             ("skfolio_20x23y", bars_b, 5, 1,
              "SYNTHETIC bars from skfolio load_sp500_dataset adjusted close: "
              "open=high=low=close, volume=1e9")):
+        if name not in names:
+            continue
         d = tmp / name
         (d / "data").mkdir(parents=True)
         bars.write_parquet(d / "data" / "bars.parquet")
@@ -253,10 +258,13 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--repeat", type=int, default=1, help="runs per engine and workload (median)")
     ap.add_argument("--data-dir", default=str(ROOT / "data"))
+    ap.add_argument("--workload", action="append", choices=WORKLOADS,
+                    help="run only this workload (repeatable; default: all)")
     ap.add_argument("--prepare", help=argparse.SUPPRESS)  # internal: the preparation child
     args = ap.parse_args()
+    names = args.workload or list(WORKLOADS)
     if args.prepare:
-        work = prepare(Path(args.prepare), Path(args.data_dir))
+        work = prepare(Path(args.prepare), Path(args.data_dir), names)
         print(json.dumps({k: {**v, "dir": str(v["dir"])} for k, v in work.items()}))
         return
     import importlib.metadata as md
@@ -268,7 +276,8 @@ def main() -> None:
         # Linux carries a parent's peak RSS into a child's ru_maxrss across fork/exec: keep this
         # process small (no pandas/polars here) until every timed child has run
         prep = subprocess.run([sys.executable, __file__, "--prepare", tmp,
-                               "--data-dir", args.data_dir],
+                               "--data-dir", args.data_dir,
+                               *(a for n in names for a in ("--workload", n))],
                               capture_output=True, text=True, check=True)
         work = json.loads(prep.stdout.strip().splitlines()[-1])
         for name, w in work.items():

@@ -71,11 +71,13 @@ def validate_signals(signals, instruments: Iterable[str] | None = None,
     df["datetime"] = dt.dt.normalize()
     df["instrument"] = df["instrument"].astype(str)
     df["score"] = pd.to_numeric(df["score"], errors="coerce").astype("float64")
-    dup = df.duplicated(["datetime", "instrument"], keep=False)
-    if dup.any():
-        raise SignalValidationError("datetime,instrument", "duplicate_key",
-                                    "more than one score for the same (datetime, instrument)",
-                                    df[dup])
+    in_order = _strictly_increasing(df)  # then no key is repeated and nothing is to sort
+    if not in_order:
+        dup = df.duplicated(["datetime", "instrument"], keep=False)
+        if dup.any():
+            raise SignalValidationError("datetime,instrument", "duplicate_key",
+                                        "more than one score for the same (datetime, instrument)",
+                                        df[dup])
     bad = ~np.isfinite(df["score"].to_numpy())
     if bad.any():
         raise SignalValidationError("score", "nan", "score is NaN, infinite or not a number",
@@ -91,4 +93,21 @@ def validate_signals(signals, instruments: Iterable[str] | None = None,
         if off.any():
             raise SignalValidationError("datetime", "off_calendar",
                                         "datetime is not an exchange session", df[off])
-    return df.sort_values(["datetime", "instrument"], kind="stable").reset_index(drop=True)
+    if not in_order:
+        df = df.sort_values(["datetime", "instrument"], kind="stable")
+    return df.reset_index(drop=True)
+
+
+def _strictly_increasing(df: pd.DataFrame) -> bool:
+    """Whether the rows are sorted by (datetime, instrument) with no key repeated.
+
+    Signals computed on a panel come out in this order; checking it costs two vectorised
+    comparisons, where hashing the keys for duplicates and sorting them cost ~15 ms on 100,000
+    rows.
+    """
+    dt = df["datetime"].to_numpy()
+    if not (dt[1:] >= dt[:-1]).all():
+        return False
+    tie = np.flatnonzero(dt[1:] == dt[:-1])
+    inst = df["instrument"].array
+    return bool(np.all(inst[tie] < inst[tie + 1]))

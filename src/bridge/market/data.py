@@ -15,6 +15,8 @@ from pathlib import Path
 
 import numpy as np
 import polars as pl
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from bridge.errors import DataValidationError
 
@@ -94,12 +96,11 @@ class Panel:
     @classmethod
     def from_bars(cls, bars: pl.DataFrame) -> Panel:
         """Build from a long bars frame (columns as in :func:`load_bars`)."""
-        codes = bars.select(
-            (pl.col("datetime").rank("dense") - 1).alias("t"),
-            (pl.col("instrument").rank("dense") - 1).alias("n"))
-        ti, ni = codes["t"].to_numpy(), codes["n"].to_numpy()
         sessions = np.sort(bars["datetime"].unique().to_numpy()).astype("datetime64[D]")
         instruments = np.sort(bars["instrument"].unique().to_numpy().astype(str))
+        # row -> (session, instrument) positions: dense ranks, found by lookups (no sort)
+        ti = np.searchsorted(sessions, bars["datetime"].to_numpy().astype("datetime64[D]"))
+        ni = pc.index_in(bars["instrument"].to_arrow(), value_set=pa.array(instruments)).to_numpy()
         shape = (len(sessions), len(instruments))
         fields = {}
         for col in ("open", "high", "low", "close", "volume"):

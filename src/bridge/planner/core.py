@@ -95,6 +95,18 @@ class PlannedOrders:
     def __len__(self) -> int:
         return len(self.instrument)
 
+    @classmethod
+    def from_rows(cls, rows: list[tuple], cash_after: float) -> PlannedOrders:
+        """From the rows of :func:`plan_rows`."""
+        if not rows:
+            e = np.array([], dtype=np.float64)
+            return cls(np.array([], dtype=np.int64), np.array([], dtype=np.int8), e, e, e, e, e,
+                       e, e, np.array([], dtype=object), float(cash_after))
+        c = list(zip(*rows, strict=True))
+        f64 = [np.array(c[k], dtype=np.float64) for k in range(2, 9)]
+        return cls(np.array(c[0], dtype=np.int64), np.array(c[1], dtype=np.int8), *f64,
+                   reason=np.array(c[9], dtype=object), cash_after=float(cash_after))
+
 
 def align_to_tick(price, tick_size: float, side: int) -> tuple[float, float]:
     """Put a limit price on the tick grid, never against the trader.
@@ -127,6 +139,114 @@ def _sell_round(qty: float, holding: float, rules: MarketRules) -> float:
 
 def _flag(arr, i) -> bool:
     return arr is not None and bool(arr[i])
+
+
+def _sides(current, target: dict[int, float], buy_priority) -> tuple[list[int], list[int]]:
+    """Instruments to sell (target below a positive holding), ascending, and to buy (target
+    above the holding): those of ``buy_priority`` first, in its order, then the others ascending.
+    """
+    sells, wants = [], []
+    for i in sorted(target):
+        d = target[i] - current[i]
+        if d < 0 and current[i] > 0:
+            sells.append(i)
+        elif d > 0:
+            wants.append(i)
+    if buy_priority is None:
+        return sells, wants
+    wanted = set(wants)
+    first = [i for i in buy_priority if i in wanted]
+    chosen = set(first)
+    return sells, first + [i for i in wants if i not in chosen]
+
+
+def plan_rows(current, target: dict[int, float], price, tradable, cash: float,
+              rules: MarketRules, buy_priority=None, *, volume=None, limit_up=None,
+              limit_down=None, sellable=None, policy: PlanPolicy = PlanPolicy()
+              ) -> tuple[list[tuple], float]:
+    """:func:`plan_orders` on sequences indexed per instrument (Python lists in the per-session
+    loops, where they cost less than NumPy calls on a few dozen instruments).
+
+    ``target`` maps the instruments whose target differs from ``current`` to their target;
+    only they and their orders are visited. ``price`` (and the optional sequences) need only be
+    indexable by those instruments.
+
+    Returns
+    -------
+    rows : list of tuple
+        One per intended trade: (instrument, side, quantity, intended, price, value, fee,
+        limit_price, tick_rounding, reason), the fields of :class:`PlannedOrders`.
+    cash_after : float
+    """
+    sells, buys = _sides(current, target, buy_priority)
+    part = policy.participation
+    rows: list[tuple] = []
+
+    def bounded(i, intended, bounds):
+        """The smallest applicable bound on ``intended`` and the reason it binds."""
+        qty, why = intended, ""
+        for limit, reason in bounds:
+            if limit is not None and limit < qty - 1e-9:
+                qty, why = max(limit, 0.0), reason
+        return qty, why
+
+    def add(i, side, qty, intended, reason):
+        nonlocal cash
+        px = price[i]
+        lim, rnd = math.nan, 0.0
+        if policy.limit_offset_bps is not None and px > 0:
+            lim, rnd = align_to_tick(px * (1 + side * policy.limit_offset_bps / 1e4),
+                                     rules.tick_size, side)
+        value = float(rules.money(qty * px)) if qty else 0.0
+        if qty and value < policy.min_order_value:
+            qty, value, reason = 0.0, 0.0, "min_value"
+        fee = rules.fee(value, side < 0)
+        if side < 0 and cash + value - fee < 0:  # proceeds below a minimum fee cash cannot cover
+            qty, value, fee, reason = 0.0, 0.0, 0.0, "cash"
+        cash += value - fee if side < 0 else -(value + fee)
+        rows.append((i, side, float(qty), intended, px, value, fee, lim, rnd, reason))
+
+    for i in sells:
+        intended = current[i] if target[i] <= 0 else -(target[i] - current[i])
+        if not tradable[i]:
+            add(i, -1, 0.0, intended, "suspended")
+            continue
+        if not price[i] > 0:
+            add(i, -1, 0.0, intended, "no_price")
+            continue
+        if _flag(limit_down, i):
+            add(i, -1, 0.0, intended, "limit")
+            continue
+        raw, why = bounded(i, intended, [
+            (None if sellable is None else sellable[i], "T+1"),
+            (None if part is None or volume is None else part * np.nan_to_num(volume[i]),
+             "participation")])
+        qty = _sell_round(raw, current[i], rules)
+        add(i, -1, qty, intended, why or ("lot" if qty == 0 else ""))
+
+    for i in buys:
+        intended = target[i] - current[i]
+        if not tradable[i]:
+            add(i, 1, 0.0, intended, "suspended")
+            continue
+        if not price[i] > 0:
+            add(i, 1, 0.0, intended, "no_price")
+            continue
+        if _flag(limit_up, i):
+            add(i, 1, 0.0, intended, "limit")
+            continue
+        raw, why = bounded(i, intended, [
+            (None if part is None or volume is None else part * np.nan_to_num(volume[i]),
+             "participation")])
+        qty = rules.round_quantity(raw)
+        why = why or ("lot" if qty == 0 else "")
+        if qty > 0:
+            afford = rules.max_affordable(cash, price[i])
+            if afford < qty:
+                qty, why = afford, "cash"
+        add(i, 1, qty, intended, why)
+
+    return rows, cash
 
 
 def plan_orders(current: np.ndarray, target: np.ndarray, price: np.ndarray,
@@ -168,89 +288,16 @@ def plan_orders(current: np.ndarray, target: np.ndarray, price: np.ndarray,
     PlannedOrders
         Sells first, then buys. ``cash_after >= 0`` whenever ``cash >= 0``.
     """
-    delta = target - current
-    part = policy.participation
-    rows: list[tuple] = []
+    current, target = np.asarray(current), np.asarray(target)
+    changed = np.flatnonzero(target != current)
+    rows, cash_after = plan_rows(
+        current.tolist(), dict(zip(changed.tolist(), target[changed].tolist(), strict=True)),
+        _as_list(price), _as_list(tradable), cash, rules,
+        None if buy_priority is None else np.asarray(buy_priority, dtype=np.int64).tolist(),
+        volume=_as_list(volume), limit_up=_as_list(limit_up), limit_down=_as_list(limit_down),
+        sellable=_as_list(sellable), policy=policy)
+    return PlannedOrders.from_rows(rows, cash_after)
 
-    def bounded(i, intended, bounds):
-        """The smallest applicable bound on ``intended`` and the reason it binds."""
-        qty, why = intended, ""
-        for limit, reason in bounds:
-            if limit is not None and limit < qty - 1e-9:
-                qty, why = max(limit, 0.0), reason
-        return qty, why
 
-    def add(i, side, qty, intended, reason):
-        nonlocal cash
-        px = price[i]
-        lim, rnd = math.nan, 0.0
-        if policy.limit_offset_bps is not None and px > 0:
-            lim, rnd = align_to_tick(px * (1 + side * policy.limit_offset_bps / 1e4),
-                                     rules.tick_size, side)
-        value = float(rules.money(qty * px)) if qty else 0.0
-        if qty and value < policy.min_order_value:
-            qty, value, reason = 0.0, 0.0, "min_value"
-        fee = rules.fee(value, side < 0)
-        if side < 0 and cash + value - fee < 0:  # proceeds below a minimum fee cash cannot cover
-            qty, value, fee, reason = 0.0, 0.0, 0.0, "cash"
-        cash += value - fee if side < 0 else -(value + fee)
-        rows.append((i, side, float(qty), intended, px, value, fee, lim, rnd, reason))
-
-    for i in np.flatnonzero((delta < 0) & (current > 0)):
-        intended = current[i] if target[i] <= 0 else -delta[i]
-        if not tradable[i]:
-            add(i, -1, 0.0, intended, "suspended")
-            continue
-        if not price[i] > 0:
-            add(i, -1, 0.0, intended, "no_price")
-            continue
-        if _flag(limit_down, i):
-            add(i, -1, 0.0, intended, "limit")
-            continue
-        raw, why = bounded(i, intended, [
-            (None if sellable is None else sellable[i], "T+1"),
-            (None if part is None or volume is None else part * np.nan_to_num(volume[i]),
-             "participation")])
-        qty = _sell_round(raw, current[i], rules)
-        add(i, -1, qty, intended, why or ("lot" if qty == 0 else ""))
-
-    wants = delta > 0
-    if buy_priority is not None:
-        first = np.asarray(buy_priority, dtype=np.int64)
-        first = first[wants[first]]
-        rest_mask = wants.copy()
-        rest_mask[first] = False
-        rest = np.flatnonzero(rest_mask)
-        buys = np.concatenate([first, rest])
-    else:
-        buys = np.flatnonzero(wants)
-    for i in buys:
-        intended = delta[i]
-        if not tradable[i]:
-            add(i, 1, 0.0, intended, "suspended")
-            continue
-        if not price[i] > 0:
-            add(i, 1, 0.0, intended, "no_price")
-            continue
-        if _flag(limit_up, i):
-            add(i, 1, 0.0, intended, "limit")
-            continue
-        raw, why = bounded(i, intended, [
-            (None if part is None or volume is None else part * np.nan_to_num(volume[i]),
-             "participation")])
-        qty = rules.round_quantity(raw)
-        why = why or ("lot" if qty == 0 else "")
-        if qty > 0:
-            afford = rules.max_affordable(cash, price[i])
-            if afford < qty:
-                qty, why = afford, "cash"
-        add(i, 1, qty, intended, why)
-
-    if not rows:
-        e = np.array([], dtype=np.float64)
-        return PlannedOrders(np.array([], dtype=np.int64), np.array([], dtype=np.int8), e, e, e,
-                             e, e, e, e, np.array([], dtype=object), float(cash))
-    c = list(zip(*rows, strict=True))
-    f64 = [np.array(c[k], dtype=np.float64) for k in range(2, 9)]
-    return PlannedOrders(np.array(c[0], dtype=np.int64), np.array(c[1], dtype=np.int8), *f64,
-                         reason=np.array(c[9], dtype=object), cash_after=float(cash))
+def _as_list(arr) -> list | None:
+    return None if arr is None else np.asarray(arr).tolist()

@@ -22,11 +22,12 @@ from dataclasses import dataclass, field
 import numpy as np
 import polars as pl
 
+from bridge._npsum import np_sum
 from bridge.errors import ConfigError
 from bridge.market.data import Panel
 from bridge.market.rules import US, MarketRules
-from bridge.planner.core import plan_orders
-from bridge.portfolio.topk import TopkDropout, decide_topk
+from bridge.planner.core import plan_rows
+from bridge.portfolio.topk import TopkDropout, decide_session, rank_scores
 
 STRATEGIES = ("topk_dropout", "buy_and_hold")
 EXIT_GRACE = 5
@@ -119,14 +120,120 @@ class PreviewResult:
                 "preview_cut": self.cut}
 
 
+class _Columns:
+    """Records of one table, one list per field.
+
+    No object per record: ints, floats and strings are not tracked by the cyclic garbage
+    collector, so a long run does not keep tens of thousands of tuples alive for it to walk.
+    """
+
+    def __init__(self, dtypes: list) -> None:
+        self.dtypes = dtypes
+        self.cols: list[list] = [[] for _ in dtypes]
+
+    def add(self, *values) -> None:
+        for col, v in zip(self.cols, values, strict=True):
+            col.append(v)
+
+    def arrays(self) -> list:
+        """The fields as NumPy arrays of their dtypes (``str``: a polars String Series)."""
+        return [pl.Series(c, dtype=pl.String) if d is str else np.array(c, dtype=d)
+                for c, d in zip(self.cols, self.dtypes, strict=True)]
+
+
 class _Book:
-    """Growing column lists of one instance's records (concatenated once at the end)."""
+    """One instance's records, turned into frames once at the end."""
 
     def __init__(self) -> None:
-        self.trade: list[tuple] = []
-        self.cut: list[tuple] = []
-        self.position: list[tuple] = []
-        self.account: list[tuple] = []
+        i64, f64 = np.int64, np.float64
+        # t, instrument, side, quantity, deal_price, value, fee, reason, market_price
+        self.trade = _Columns([i64, i64, np.int8, f64, f64, f64, f64, str, f64])
+        # t, instrument, side, intended, quantity, reason
+        self.cut = _Columns([i64, i64, np.int8, f64, f64, str])
+        # per session: t, number of positions; per position: instrument, amount, avg_cost
+        self.sessions = _Columns([i64, i64])
+        self.position = _Columns([i64, f64, f64])
+        # t, cash, market_value, total_value, daily_pnl, cum_pnl, peak, drawdown, turnover,
+        # cost, n_trades
+        self.account = _Columns([i64] + [f64] * 9 + [i64])
+
+
+class _Holdings:
+    """An instance's book during the run, as Python lists.
+
+    Each session touches the held names and the orders only: plain Python on them costs less
+    than NumPy calls over the whole universe. Sums go through :func:`bridge._npsum.np_sum`
+    (NumPy's order), so the figures are those of array code, bit for bit.
+    """
+
+    def __init__(self, n: int, cash: float) -> None:
+        self.amount = [0.0] * n
+        self.avg_cost = [0.0] * n
+        self.days = [0] * n  # sessions held, for hold_thresh
+        self.held: list[int] = []  # instruments with amount > 0, ascending
+        self.cash = float(cash)
+        self._touched: list[int] = []
+
+    def exit_universe(self, t: int, left: np.ndarray, mark: list[float], book: _Book
+                      ) -> tuple[float, int]:
+        """Cash out the holdings that left the universe at their last close; returns (value,
+        trades)."""
+        gone = [i for i in self.held if left[i]]
+        if not gone:
+            return 0.0, 0
+        values = np.round(np.array([self.amount[i] * mark[i] for i in gone]), 2).tolist()
+        total = np_sum(values)
+        self.cash += total
+        for i, v in zip(gone, values, strict=True):
+            book.trade.add(t, i, -1, self.amount[i], mark[i], v, 0.0, "universe_exit", mark[i])
+            self.amount[i] = 0.0
+            self.avg_cost[i] = 0.0
+        self.held = [i for i in self.held if self.amount[i] > 0]
+        self._touched += gone
+        return total, len(gone)
+
+    def fill(self, t: int, rows: list[tuple], market: list[float], book: _Book
+             ) -> tuple[float, float, int]:
+        """Apply the planned orders at their prices; returns (traded value, fees, trades)."""
+        signed, values, fees = [], [], []
+        for i, side, qty, intended, px, value, fee, _, _, reason in rows:
+            if reason:
+                book.cut.add(t, i, side, intended, qty, reason)
+            if not qty > 0:
+                continue
+            before = self.amount[i]
+            new = before + side * qty
+            self.avg_cost[i] = (0.0 if new <= 0 else
+                                (self.avg_cost[i] * before + value) / new if side > 0
+                                else self.avg_cost[i])
+            self.amount[i] = new
+            self._touched.append(i)
+            signed.append(-value if side > 0 else value)
+            values.append(value)
+            fees.append(fee)
+            book.trade.add(t, i, side, qty, px, value, fee, "", market[i])
+        fee_sum = np_sum(fees)
+        self.cash += np_sum(signed) - fee_sum
+        return np_sum(values), fee_sum, len(values)
+
+    def close(self, t: int, mark: list[float], book: _Book) -> float:
+        """Count the sessions held, record the positions; returns their market value."""
+        amount, days = self.amount, self.days
+        if self._touched:
+            for i in self._touched:
+                if not amount[i] > 0:
+                    days[i] = 0
+            self.held = sorted({i for i in self.held + self._touched if amount[i] > 0})
+            self._touched = []
+        pos = self.held
+        for i in pos:
+            days[i] += 1
+        book.sessions.add(t, len(pos))
+        inst, amt, cost = book.position.cols
+        inst.extend(pos)
+        amt.extend([amount[i] for i in pos])
+        cost.extend([self.avg_cost[i] for i in pos])
+        return np_sum([amount[i] * mark[i] for i in pos])
 
 
 def _run_instance(panel: Panel, spec: InstanceSpec, grid: np.ndarray | None, rules: MarketRules,
@@ -135,84 +242,63 @@ def _run_instance(panel: Panel, spec: InstanceSpec, grid: np.ndarray | None, rul
     deal = panel.close if spec.deal_price == "close" else panel.open
     rng = np.random.default_rng(spec.seed)
     slip = spec.slippage_bps / 1e4
-    amount = np.zeros(N)
-    avg_cost = np.zeros(N)
-    days = np.zeros(N, dtype=np.int64)
-    cash = float(spec.initial_capital)
-    peak = prev_total = cash
     book = _Book()
+    hold = _Holdings(N, spec.initial_capital)
+    peak = prev_total = hold.cash
     invested = False
-    # per-session masks computed once for the whole run (the loop is the hot path)
+    # per-session masks and score ranks computed once for the whole run (the loop is the hot path)
     exit_after = (np.full(N, T) if spec.exit_grace is None
                   else np.where(last_bar < T - 1 - spec.exit_grace, last_bar, T))
     left_all = np.arange(T)[:, None] > exit_after[None, :]
+    any_left = left_all.any(axis=1)
     if grid is not None:
         grid = np.where(left_all, np.nan, grid)  # left the universe: never a buy candidate
         has_score = np.isfinite(grid).any(axis=1)
+        key, order, scored = rank_scores(grid)
     for t in range(T):
-        price, tr = deal[t], tradable[t]
+        price, tr, mk = deal[t].tolist(), tradable[t].tolist(), mark[t].tolist()
         traded = fees = 0.0
         n_trades = 0
-        left = left_all[t]
-        gone = np.flatnonzero((amount > 0) & left)
-        if len(gone):
-            value = np.round(amount[gone] * mark[t, gone], 2)
-            n_trades += len(gone)
-            cash += float(value.sum())
-            traded += float(value.sum())
-            book.trade.append((t, gone, np.full(len(gone), -1, np.int8), amount[gone].copy(),
-                               mark[t, gone], value, np.zeros(len(gone)), "universe_exit",
-                               mark[t, gone]))
-            amount[gone] = 0.0
-            avg_cost[gone] = 0.0
-        plan = None
+        if any_left[t]:
+            traded, n_trades = hold.exit_universe(t, left_all[t], mk, book)
+        rows = None
         if spec.strategy == "topk_dropout":
             if has_score[t]:
-                target, buy = decide_topk(grid[t], amount, days, price, tr, cash, spec.topk,
-                                          rules, rng, mark=mark[t])
-                if len(buy) or (target != amount).any():  # nothing to change: no planning
-                    plan = plan_orders(amount, target, _slipped(price, target < amount, slip),
-                                       tr, cash, rules, buy_priority=buy)
+                target, buy = decide_session(key[t].tolist(), order[t][scored[t]].tolist(),
+                                             hold.amount, hold.held, hold.days, price, tr,
+                                             hold.cash, spec.topk, rules, rng, mark=mk)
+                rows, _ = plan_rows(hold.amount, target, _slipped(price, target, hold.amount, slip),
+                                    tr, hold.cash, rules, buy_priority=buy)
         elif not invested:
-            names = np.flatnonzero(tr & np.isfinite(price))
+            names = np.flatnonzero(tradable[t] & np.isfinite(deal[t]))
             if len(names):
-                target = np.zeros(N)
-                target[names] = cash * (1 - spec.cash_buffer) / len(names) / price[names]
-                plan = plan_orders(amount, target, _slipped(price, target < amount, slip), tr,
-                                   cash, rules)
+                target = _equal_weight(names, deal[t], hold, spec.cash_buffer)
+                rows, _ = plan_rows(hold.amount, target, _slipped(price, target, hold.amount, slip),
+                                    tr, hold.cash, rules)
                 invested = True
-        if plan is not None and len(plan):
-            done = plan.quantity > 0
-            i, s, q = plan.instrument[done], plan.side[done], plan.quantity[done]
-            v, f = plan.value[done], plan.fee[done]
-            buys = s > 0
-            new_amt = amount[i] + s * q
-            safe = np.where(new_amt > 0, new_amt, 1.0)
-            avg_cost[i] = np.where(new_amt <= 0, 0.0,
-                                   np.where(buys, (avg_cost[i] * amount[i] + v) / safe, avg_cost[i]))
-            amount[i] = new_amt
-            cash += float(np.sum(np.where(buys, -v, v)) - f.sum())
-            traded += float(v.sum())
-            fees += float(f.sum())
-            n_trades += len(i)
-            book.trade.append((t, i, s, q, plan.price[done], v, f, "", price[i]))
-            if (plan.reason != "").any():
-                c = plan.reason != ""
-                book.cut.append((t, plan.instrument[c], plan.side[c], plan.intended[c],
-                                 plan.quantity[c], plan.reason[c]))
-        held = amount > 0
-        days = np.where(held, days + 1, 0)
-        pos = np.flatnonzero(held)
-        mv = amount[pos] * mark[t, pos]
-        market_value = float(mv.sum())
-        total = cash + market_value
+        if rows:
+            value, fee, n = hold.fill(t, rows, price, book)
+            traded += value
+            fees += fee
+            n_trades += n
+        market_value = hold.close(t, mk, book)
+        total = hold.cash + market_value
         peak = max(peak, total)
-        book.position.append((t, pos, amount[pos].copy(), avg_cost[pos].copy(), mark[t, pos], mv))
-        book.account.append((t, cash, market_value, total, total - prev_total,
-                             total - spec.initial_capital, peak, total / peak - 1.0,
-                             traded / prev_total, fees, n_trades))
+        book.account.add(t, hold.cash, market_value, total, total - prev_total,
+                         total - spec.initial_capital, peak, total / peak - 1.0,
+                         traded / prev_total, fees, n_trades)
         prev_total = total
     return book
+
+
+def _equal_weight(names: np.ndarray, price: np.ndarray, hold: _Holdings, cash_buffer: float
+                  ) -> dict[int, float]:
+    """buy_and_hold's target: the cash (less the buffer) split equally over ``names``, as the
+    instruments whose target differs from the holding."""
+    target = np.zeros(len(price))
+    target[names] = hold.cash * (1 - cash_buffer) / len(names) / price[names]
+    changed = np.flatnonzero(target != np.array(hold.amount))
+    return dict(zip(changed.tolist(), target[changed].tolist(), strict=True))
 
 
 def run_preview(panel: Panel, instances: list[InstanceSpec], signals: dict | None = None,
@@ -261,7 +347,7 @@ def run_preview(panel: Panel, instances: list[InstanceSpec], signals: dict | Non
                                   f"have {sorted(signals)}")
             grid = signals[spec.signal][0]
         book = _run_instance(panel, spec, grid, rules, tradable, mark, last_bar)
-        for key, frame in _frames(panel, spec, book).items():
+        for key, frame in _frames(panel, spec, book, mark).items():
             parts[key].append(frame)
         if progress:
             progress(spec.preview_id)
@@ -283,71 +369,51 @@ def run_preview(panel: Panel, instances: list[InstanceSpec], signals: dict | Non
     return PreviewResult(strategy=strategy, **{k: pl.concat(v) for k, v in parts.items()})
 
 
-def _slipped(price: np.ndarray, selling: np.ndarray, slip: float) -> np.ndarray:
-    """Expected fill prices: the deal price moved against the trader by ``slip`` (fraction)."""
+def _slipped(price: list[float], target: dict[int, float], amount: list[float], slip: float):
+    """Expected fill prices of the instruments in ``target``: the deal price moved against the
+    trader by ``slip`` (fraction)."""
     if not slip:
         return price
-    return np.where(selling, price * (1 - slip), price * (1 + slip))
+    return {i: price[i] * (1 - slip) if tg < amount[i] else price[i] * (1 + slip)
+            for i, tg in target.items()}
 
 
-def _cat(records: list[tuple], j: int, dtype=None) -> np.ndarray:
-    """Field ``j`` of every record, flattened: arrays are concatenated, a scalar is repeated
-    once per instrument of its record (``len(r[1])``)."""
-    if not records:
-        return np.array([], dtype=dtype)
-    lens = np.fromiter((len(r[1]) for r in records), np.int64, len(records))
-    if np.ndim(records[0][j]) == 0:  # a field is a scalar in every record or in none
-        vals = np.array([r[j] for r in records], dtype=object if dtype is object else None)
-        return np.repeat(vals, lens).astype(dtype)
-    parts = [np.asarray(r[j]) if np.ndim(r[j]) else np.full(n, r[j], dtype=object)
-             for r, n in zip(records, lens, strict=True)]
-    return np.concatenate(parts).astype(dtype)
-
-
-def _frames(panel: Panel, spec: InstanceSpec, book: _Book) -> dict[str, pl.DataFrame]:
+def _frames(panel: Panel, spec: InstanceSpec, book: _Book, mark: np.ndarray
+            ) -> dict[str, pl.DataFrame]:
     day = panel.sessions
-    inst = panel.instruments
+    # string columns gathered from their few distinct values (a NumPy unicode array per row
+    # costs ~10x more to hand to polars)
+    names = pl.Series(panel.instruments, dtype=pl.String)
+    sides = pl.Series(["sell", "buy"], dtype=pl.String)
 
-    def base(records, n_time=True):
-        t = _cat(records, 0, np.int64)
+    def base(t, i, n_time=True):
         cols = {"preview_id": pl.Series([spec.preview_id] * len(t), dtype=pl.String),
                 "trading_day": pl.Series(day[t]).cast(pl.Date)}
         if n_time:
             stamp = day[t].astype("datetime64[us]") + DEAL_TIME[spec.deal_price]
             cols["datetime"] = pl.Series(stamp.astype("datetime64[us]"))
-        cols["instrument"] = pl.Series(inst[_cat(records, 1, np.int64)], dtype=pl.String)
+        cols["instrument"] = names.gather(i)
         return cols
 
-    side = _cat(book.trade, 2, np.int8)
-    trade = pl.DataFrame({
-        **base(book.trade),
-        "side": pl.Series(np.where(side > 0, "buy", "sell"), dtype=pl.String),
-        "quantity": _cat(book.trade, 3, np.float64), "deal_price": _cat(book.trade, 4, np.float64),
-        "market_price": _cat(book.trade, 8, np.float64),
-        "trade_value": _cat(book.trade, 5, np.float64), "fee": _cat(book.trade, 6, np.float64),
-        "reason": pl.Series(_cat(book.trade, 7, object).astype(str), dtype=pl.String),
-    })
-    cside = _cat(book.cut, 2, np.int8)
-    cut = pl.DataFrame({
-        **base(book.cut, n_time=False),
-        "side": pl.Series(np.where(cside > 0, "buy", "sell"), dtype=pl.String),
-        "intended_quantity": _cat(book.cut, 3, np.float64),
-        "quantity": _cat(book.cut, 4, np.float64),
-        "reason": pl.Series(_cat(book.cut, 5, object).astype(str), dtype=pl.String),
-    })
-    position = pl.DataFrame({
-        **base(book.position, n_time=False),
-        "amount": _cat(book.position, 2, np.float64), "avg_cost": _cat(book.position, 3, np.float64),
-        "last_price": _cat(book.position, 4, np.float64),
-        "market_value": _cat(book.position, 5, np.float64),
-    })
-    acc = list(zip(*book.account, strict=True))
+    def side(s):
+        return sides.gather((s > 0).astype(np.int64))
+
+    t, i, s, q, px, v, f, why, mkt = book.trade.arrays()
+    trade = pl.DataFrame({**base(t, i), "side": side(s), "quantity": q, "deal_price": px,
+                          "market_price": mkt, "trade_value": v, "fee": f, "reason": why})
+    t, i, s, want, q, why = book.cut.arrays()
+    cut = pl.DataFrame({**base(t, i, n_time=False), "side": side(s), "intended_quantity": want,
+                        "quantity": q, "reason": why})
+    t = np.repeat(*book.sessions.arrays())
+    i, amount, avg_cost = book.position.arrays()
+    last_price = mark[t, i]
+    position = pl.DataFrame({**base(t, i, n_time=False), "amount": amount, "avg_cost": avg_cost,
+                             "last_price": last_price, "market_value": amount * last_price})
+    acc = book.account.arrays()
     account = pl.DataFrame({
         "preview_id": [spec.preview_id] * len(acc[0]),
-        "trading_day": pl.Series(day[np.array(acc[0])]).cast(pl.Date),
-        **{name: np.array(acc[k], dtype=np.float64) for k, name in enumerate(
-            ["cash", "market_value", "total_value", "daily_pnl", "cum_pnl", "peak", "drawdown",
-             "turnover", "cost"], start=1)},
-        "n_trades": np.array(acc[10], dtype=np.int64),
+        "trading_day": pl.Series(day[acc[0]]).cast(pl.Date),
+        **dict(zip(["cash", "market_value", "total_value", "daily_pnl", "cum_pnl", "peak",
+                    "drawdown", "turnover", "cost", "n_trades"], acc[1:], strict=True)),
     })
     return {"trade": trade, "cut": cut, "position": position, "account": account}

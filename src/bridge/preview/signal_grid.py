@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from bridge.errors import SignalValidationError
 from bridge.market.data import Panel
@@ -36,10 +38,9 @@ def signal_grid(panel: Panel, signals: pd.DataFrame) -> tuple[np.ndarray, dict]:
     SignalValidationError
         If an instrument is not in the panel.
     """
-    inst = signals["instrument"].to_numpy().astype(str)
-    ni = np.searchsorted(panel.instruments, inst)
-    ni_c = np.minimum(ni, len(panel.instruments) - 1)
-    unknown = panel.instruments[ni_c] != inst
+    ni = pc.index_in(pa.array(signals["instrument"].astype(str)),
+                     value_set=pa.array(panel.instruments)).fill_null(-1).to_numpy()
+    unknown = ni < 0
     if unknown.any():
         raise SignalValidationError("instrument", "unknown_instrument",
                                     "instrument not in the market data", signals[unknown])

@@ -17,9 +17,10 @@ def _to_signal(panel: Panel, values: np.ndarray) -> pd.DataFrame:
     t, n = np.nonzero(np.isfinite(values))
     return pd.DataFrame({
         "datetime": pd.to_datetime(panel.sessions[t]),
-        "instrument": panel.instruments[n].astype(object),
+        # the N names converted once, then gathered (not one Python string per row)
+        "instrument": pd.array(panel.instruments, dtype="str").take(n),
         "score": values[t, n],
-    }).astype({"instrument": "str"})
+    })
 
 
 def _panel(bars) -> Panel:
