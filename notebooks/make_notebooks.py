@@ -446,16 +446,18 @@ Positions, orders, fills and cash as bridge recorded them (DuckDB) against what 
 with a status and a suggested action for every difference (seed 000's reconciliation report). A
 failed broker query is reported as **unknown**, never as a flat book, and cannot be synced.
 
-With `broker="sim"` this notebook trades a short paper loop on the real sample data (momentum ->
-plan -> TradeRun -> PaperBroker, into a scratch DuckDB file), makes the two sides diverge the way
-they do in practice (the fill stream is down for the last session, an order is placed directly on
-the broker, a position is edited by hand, an average cost drifts), and reconciles them; with
-`do_sync=True` it then applies broker -> local and reconciles again. `bridge reconcile` does the
-same from the command line.
+This notebook trades a short paper loop on the real sample data (momentum -> plan -> TradeRun ->
+broker, into a scratch DuckDB file), makes the two sides diverge the way they do in practice (the
+fill stream is down for the last session, an order is placed directly on the broker, a position is
+edited by hand, an average cost drifts), and reconciles them; with `do_sync=True` it then applies
+broker -> local and reconciles again. `broker="sim"`: the embedded paper broker; `broker="ib"`:
+the same paper broker behind the TWS API emulator, reached through the real ib_async client (the
+socket drops before the last session; the outside order comes from another API client).
+`bridge reconcile [--broker ib]` does the same from the command line.
 """),
     code("""
 # Parameters (papermill overrides these)
-broker = "sim"          # only the embedded paper broker runs in-process
+broker = "sim"          # "sim": the embedded paper broker; "ib": it behind the TWS API emulator
 account = None          # label of the broker account in the report; None -> the broker's own
 tolerance = 1e-4        # relative tolerance on average cost and market value
 strategy_id = "momentum"
@@ -476,11 +478,9 @@ from bridge.reconcile.demo import diverged_session
 from bridge.reconcile.render import differences_figure
 
 pio.renderers.default = "plotly_mimetype+notebook"
-if broker != "sim":
-    raise ValueError("only the embedded paper broker ('sim') runs in-process")
 data = data_dir or paths.data_dir()
 out = Path(out_dir) if out_dir else paths.reports_dir() / "reconcile"
-session = diverged_session(data, out, strategy_id=strategy_id)
+session = diverged_session(data, out, strategy_id=strategy_id, broker=broker)
 report = run_reconciliation(session.db, session.executor, strategy_id, "paper", tolerance, out,
                             clock=session.clock, marks=session.marks(), account_id=account)
 h = report.header()
@@ -517,6 +517,7 @@ display(Markdown(f"applied **{len(res.applied)}** changes (one `RECONCILE_SYNC` 
                  f"each), left {len(res.skipped)} for a human; second report "
                  f"**{again.report_id}**: is_synced **{again.is_synced}**"))
 assert again.is_synced
+session.close()
 pd.Series(again.summary, name="count").to_frame().T
 """),
 ]

@@ -152,3 +152,23 @@ def test_emulate_ib_cli_serves_ib_async(tmp_path, sample_dir):
         assert proc.wait(10) == 0
     finally:
         proc.kill()
+
+
+def test_cli_reconcile_through_ib(sample_dir, tmp_path):
+    pytest.importorskip("ib_async")
+    res = CliRunner().invoke(app, ["reconcile", "--broker", "ib", "--data-dir", str(sample_dir),
+                                   "--out", str(tmp_path), "--sync"])
+    assert res.exit_code == 0, res.output
+    text = " ".join(res.output.split())
+    assert "ib-paper" in text and "synced 18 differences broker -> local" in text
+
+
+def test_reconciliation_notebook_through_ib(tmp_path, monkeypatch):
+    pytest.importorskip("ib_async")
+    from bridge.reports.notebooks import execute_notebook
+
+    monkeypatch.setenv("BRIDGE_HOME", str(ROOT))
+    nb, _ = execute_notebook("reconciliation", tmp_path, {"broker": "ib",
+                                                          "out_dir": str(tmp_path / "rec")})
+    text = nb.read_text()
+    assert "broker `ib-paper`" in text and "is_synced **True**" in text

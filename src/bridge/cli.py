@@ -233,32 +233,41 @@ def report_paper(db: DbPath = None, out: ReportOut = None) -> None:
 @app.command("reconcile")
 def reconcile(data_dir: DataDir = None,
               out: Annotated[Path | None, typer.Option(help="Output folder [default: <root>/reports/reconcile]")] = None,
-              broker: Annotated[str, typer.Option(help="Broker to reconcile with (sim: the embedded paper broker)")] = "sim",
+              broker: Annotated[str, typer.Option(help="sim: the embedded paper broker; ib: it behind the TWS API emulator, through ib_async")] = "sim",
               tolerance: Annotated[float, typer.Option(help="Relative tolerance on average cost and market value")] = 1e-4,
               strategy_id: Annotated[str, typer.Option(help="Strategy of the demo paper loop")] = "momentum",
               sync: Annotated[bool, typer.Option("--sync", help="Apply broker -> local for every syncable difference, then reconcile again")] = False,
               actor: Annotated[str, typer.Option(help="Who syncs (audit_log.actor)")] = "cli") -> None:
     """Reconcile bridge's book with a broker's: print the report, write Parquet + JSON.
 
-    With the embedded paper broker this trades a short paper loop on the sample data into a
-    scratch DuckDB file (<out>/demo.duckdb), makes the two sides diverge for real (fill stream
-    down, an order placed outside bridge, a hand-edited position, a drifted average cost), and
-    reconciles them.
+    This trades a short paper loop on the sample data into a scratch DuckDB file
+    (<out>/demo.duckdb), makes the two sides diverge for real (fill stream down, an order placed
+    outside bridge, a hand-edited position, a drifted average cost), and reconciles them; with
+    --broker ib through the real ib_async client and the TWS API emulator.
     """
-    from bridge.reconcile import run_reconciliation
-    from bridge.reconcile import sync as apply_sync
     from bridge.reconcile.demo import diverged_session
-    from bridge.reconcile.render import rich_tables
 
-    if broker != "sim":
-        raise typer.BadParameter("only the embedded paper broker ('sim') runs in-process; for "
-                                 "another broker use bridge.reconcile.run_reconciliation with "
-                                 "its executor", param_hint="--broker")
+    if broker not in ("sim", "ib"):
+        raise typer.BadParameter("sim or ib (the emulators run in-process); for a live broker "
+                                 "use bridge.reconcile.run_reconciliation with its executor",
+                                 param_hint="--broker")
     data_dir = data_dir or paths.data_dir()
     out = out or paths.reports_dir() / "reconcile"
     con = _console()
     with con.status("paper loop on the sample data, then real divergences ..."):
-        s = diverged_session(data_dir, out, strategy_id=strategy_id)
+        s = diverged_session(data_dir, out, strategy_id=strategy_id, broker=broker)
+    try:
+        _reconcile_and_sync(con, s, out, strategy_id, tolerance, sync, actor)
+    finally:
+        s.close()
+
+
+def _reconcile_and_sync(con, s, out: Path, strategy_id: str, tolerance: float, sync: bool,
+                        actor: str) -> None:
+    from bridge.reconcile import run_reconciliation
+    from bridge.reconcile import sync as apply_sync
+    from bridge.reconcile.render import rich_tables
+
     report = run_reconciliation(s.db, s.executor, strategy_id, "paper", tolerance, out,
                                 clock=s.clock, marks=s.marks())
     for r in rich_tables(report):
@@ -278,10 +287,11 @@ def reconcile(data_dir: DataDir = None,
 @report_app.command("reconciliation")
 def report_reconciliation(out: ReportOut = None,
                           tolerance: Annotated[float, typer.Option(help="Relative tolerance")] = 1e-4,
-                          account: Annotated[str | None, typer.Option(help="Account label in the report")] = None) -> None:
+                          account: Annotated[str | None, typer.Option(help="Account label in the report")] = None,
+                          broker: Annotated[str, typer.Option(help="sim, or ib (TWS API emulator through ib_async)")] = "sim") -> None:
     """Paper loop, real divergences, the report and a sync (notebooks/reconciliation.ipynb)."""
     out = out or paths.reports_dir()
-    _report("reconciliation", {"broker": "sim", "account": account, "tolerance": tolerance,
+    _report("reconciliation", {"broker": broker, "account": account, "tolerance": tolerance,
                                "out_dir": str(out / "reconcile")}, out)
 
 
