@@ -151,8 +151,8 @@ class IBExecutor:
         self.corrections: list[dict] = []
         self.counters = collections.Counter()
         self._health = {"connection": "disconnected", "connectivity": "unknown",
-                        "connectivity_losses": 0, "connects": 0, "disconnects": 0, "last_error": None,
-                        "server_version": None, "farms": {}}
+                        "connectivity_losses": 0, "connects": 0, "disconnects": 0,
+                        "last_error": None, "server_version": None, "farms": {}}
         self._closed = False
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, name="ib-executor",
@@ -168,7 +168,8 @@ class IBExecutor:
             raise
 
     def __repr__(self) -> str:
-        return f"IBExecutor(name={self.name!r}, {self.host}:{self.port}, client_id={self.client_id})"
+        return (f"IBExecutor(name={self.name!r}, {self.host}:{self.port}, "
+                f"client_id={self.client_id})")
 
     # ---- loop plumbing ---------------------------------------------------------------------
     def _run(self, coro_fn, *args, timeout: float | None = None):
@@ -224,7 +225,8 @@ class IBExecutor:
                 raise ConfigError(f"several IB accounts {accounts}: pass account=")
             self.account_code = accounts[0]
         h = self._health
-        h.update(connection="connected", connectivity="ok", server_version=ib.client.serverVersion())
+        h.update(connection="connected", connectivity="ok",
+                 server_version=ib.client.serverVersion())
         h["connects"] += 1
         self._gap = True
 

@@ -74,8 +74,9 @@ def run_faults(emu: TWSEmulator, ex: IBExecutor, name: str, faults: Faults, n: i
     st = emu.state()
     refs = st["orders_per_ref"]
     at_broker = {o.ref: emu._ib_status(o) for o in emu.orders.values()}
+    placed = {cid for cid, st in at_broker.items() if st != "Inactive"}
     lost = [cid for cid, a in answer.items()
-            if a == "UNKNOWN" or (a == "ACCEPTED") != (at_broker.get(cid, "Inactive") != "Inactive")]
+            if a == "UNKNOWN" or (a == "ACCEPTED") != (cid in placed)]
     local = Counter()
     for f in fills:
         local[f.instrument] += f.quantity
