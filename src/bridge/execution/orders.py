@@ -263,6 +263,11 @@ def client_order_id(snapshot_id: str, instrument: str, side: str, quantity: floa
     return "b-" + hashlib.sha256(canonical.encode("utf-8")).hexdigest()[:30]
 
 
+#: The JSON text of a raw payload or an audit detail as stored: ``json.dumps(obj, sort_keys=True,
+#: default=str)``, from one encoder instance (json.dumps with options builds one per call).
+record_json = json.JSONEncoder(sort_keys=True, default=str).encode
+
+
 def _exact(x: float) -> Fraction:
     # The decimal the float prints as: brokers report decimals, and repr round-trips exactly.
     return _exact_float(float(x))
@@ -358,7 +363,7 @@ class Fill:
             "side": self.side, "quantity": float(self.quantity), "price": float(self.price),
             "commission": float(self.commission), "fees": float(self.fees), "ts_ms": self.ts_ms,
             "currency": self.currency, "exchange": self.exchange,
-            "raw": json.dumps(self.raw, sort_keys=True, default=str),
+            "raw": record_json(self.raw),
         }
 
 

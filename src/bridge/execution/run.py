@@ -23,7 +23,7 @@ from bridge.errors import BridgeError
 from bridge.execution.contract import OrderCtx
 from bridge.execution.events import EventType, ExecutionEvent
 from bridge.execution.metrics import ExecMetrics, log_outcome
-from bridge.execution.orders import Order, OrderStatus, client_order_id
+from bridge.execution.orders import Order, OrderStatus, client_order_id, record_json
 from bridge.risk import AccountView, RiskEngine, RiskOrder
 from bridge.store import execution as xs
 from bridge.store.duck import held
@@ -147,7 +147,7 @@ class TradeRun:
                    actor: str = "bridge", **detail) -> None:
         self._audit.append({"ts_ms": int(self.clock()), "kind": kind, "client_order_id": cid,
                             "success": success, "error": error, "actor": actor,
-                            "detail": json.dumps(detail, sort_keys=True, default=str)})
+                            "detail": record_json(detail)})
 
     def _on_risk_audit(self, rec: dict) -> None:
         self._audit_row("RISK_STATE", None, True, actor=rec.get("actor", ""), **rec)
