@@ -8,20 +8,21 @@ set of ``(from, to)`` pairs, each odd pair with the real-world reason it exists.
 Numbers: quantities in shares (fractional allowed), prices in quote currency per share, money in
 quote currency, times in epoch milliseconds (UTC). Sums over fills are exact: each float is read as
 the decimal it prints as (``repr``), which is how brokers report quantities and prices, and summed
-as a :class:`fractions.Fraction`; so ``0.1 + 0.2`` shares fill an order of ``0.3`` exactly and the
-average price does not drift with the number of fills.
+as a :class:`decimal.Decimal` in a context that never rounds (sums and products of decimals are
+decimals); so ``0.1 + 0.2`` shares fill an order of ``0.3`` exactly and the average price (the
+exact quotient, rounded once to a float) does not drift with the number of fills.
 """
 
 from __future__ import annotations
 
+import decimal
 import hashlib
 import json
 import logging
 import math
 from dataclasses import dataclass, field
+from decimal import Decimal
 from enum import StrEnum
-from fractions import Fraction
-from functools import lru_cache
 from typing import Any
 
 from bridge.errors import BridgeError, ConfigError
@@ -268,15 +269,31 @@ def client_order_id(snapshot_id: str, instrument: str, side: str, quantity: floa
 record_json = json.JSONEncoder(sort_keys=True, default=str).encode
 
 
-def _exact(x: float) -> Fraction:
+# Exact arithmetic on the decimals of _exact: a precision no sum or product of floats' decimals
+# reaches (a few hundred digits at most), and Inexact trapped, so nothing is ever rounded. Use
+# its methods (_EXACT.add, .subtract, .multiply): Decimal operators round to the thread's context.
+_EXACT = decimal.Context(prec=decimal.MAX_PREC, Emax=decimal.MAX_EMAX, Emin=decimal.MIN_EMIN,
+                         traps=[decimal.Inexact, decimal.Overflow, decimal.InvalidOperation,
+                                decimal.DivisionByZero])
+_ZERO = Decimal(0)
+
+
+def _exact(x: float) -> Decimal:
     # The decimal the float prints as: brokers report decimals, and repr round-trips exactly.
-    return _exact_float(float(x))
+    return Decimal(repr(float(x)))
 
 
-@lru_cache(maxsize=1 << 16)
-def _exact_float(x: float) -> Fraction:
-    # prices, quantities and fees repeat a lot; Fraction(str) costs ~5 us, a cache hit ~0.1 us
-    return Fraction(repr(x))
+def _float(a: Decimal, b: Decimal | None = None) -> float:
+    """``a`` (or ``a / b``) exactly, rounded once to the nearest float.
+
+    As ``float(Fraction)`` does it: int / int is correctly rounded, and raises OverflowError
+    beyond the float range.
+    """
+    na, da = a.as_integer_ratio()
+    if b is None:
+        return na / da
+    nb, db = b.as_integer_ratio()
+    return (na * db) / (da * nb)
 
 
 def _finite(x: Any) -> bool:
@@ -472,8 +489,7 @@ class Order:
     history: list[tuple[int, OrderStatus, OrderStatus, str]] = field(default_factory=list)
     anomalies: list[LateFillAfterTerminal] = field(default_factory=list)
     # exact running sums over fills (quantity, notional, commission, fees): O(1) per fill
-    _sums: list = field(default_factory=lambda: [Fraction(0)] * 4, init=False, repr=False,
-                        compare=False)
+    _sums: tuple = field(default=(_ZERO,) * 4, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if self.side not in SIDES:
@@ -585,13 +601,13 @@ class Order:
                 raise FillError(name, "mismatch",
                                 f"fill {fill.exec_id} has {name}={theirs!r}, order "
                                 f"{self.client_order_id} has {mine!r}", fill)
-        filled = self._filled_exact() + _exact(fill.quantity)
+        filled = _EXACT.add(self._filled_exact(), _exact(fill.quantity))
         ordered = _exact(self.quantity)
         if filled > ordered:
             raise OverfillError(
                 "quantity", "overfill",
                 f"fill {fill.exec_id} of {fill.quantity!r} shares would take order "
-                f"{self.client_order_id} to {float(filled)!r} of {self.quantity!r} shares", fill)
+                f"{self.client_order_id} to {_float(filled)!r} of {self.quantity!r} shares", fill)
         target = S.FILLED if filled == ordered else S.PARTIALLY_FILLED
         late = self.status in TERMINAL
         if not late:
@@ -620,29 +636,30 @@ class Order:
                 fill.exec_id, fill.quantity, before, self.client_order_id, after)
         return True
 
-    def _filled_exact(self) -> Fraction:
+    def _filled_exact(self) -> Decimal:
         return self._sums[0]
 
     def _add(self, f: Fill) -> None:
         q = _exact(f.quantity)
-        s = self._sums
-        self._sums = [s[0] + q, s[1] + q * _exact(f.price), s[2] + _exact(f.commission),
-                      s[3] + _exact(f.fees)]
+        add, s = _EXACT.add, self._sums
+        self._sums = (add(s[0], q), add(s[1], _EXACT.multiply(q, _exact(f.price))),
+                      add(s[2], _exact(f.commission)), add(s[3], _exact(f.fees)))
 
     def _recompute(self) -> None:
         qty, notional, commission, fees = self._sums
-        self.filled_quantity = float(qty)
-        self.avg_fill_price = float(notional / qty) if qty else 0.0
-        self.commission = float(commission)
-        self.fees = float(fees)
+        self.filled_quantity = _float(qty)
+        self.avg_fill_price = _float(notional, qty) if qty else 0.0
+        self.commission = _float(commission)
+        self.fees = _float(fees)
 
     # -- views ---------------------------------------------------------------------------------
 
     @property
     def remaining(self) -> float:
         """Shares still to fill, ``quantity - filled_quantity`` computed exactly (leaves qty)."""
-        return float(_exact(self.quantity) - self._filled_exact()) if self.fills else float(
-            self.quantity)
+        if not self.fills:
+            return float(self.quantity)
+        return _float(_EXACT.subtract(_exact(self.quantity), self._filled_exact()))
 
     @property
     def is_terminal(self) -> bool:
