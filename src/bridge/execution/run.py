@@ -124,7 +124,6 @@ class TradeRun:
         rules = getattr(getattr(executor, "broker", None), "rules", None)
         self._money = rules.money if rules is not None else (lambda x: round(x, 2))
         self._audit: list[dict] = []
-        self._events: list[ExecutionEvent] = []
         self._n_events = 0
         risk.on_audit = self._on_risk_audit
 
@@ -139,7 +138,6 @@ class TradeRun:
                             type=type_, ts_ms=int(self.clock()), client_order_id=cid,
                             instrument=order.instrument if order else None,
                             strategy_id=self.strategy_id, payload=payload)
-        self._events.append(ev)
         if self.outbox is not None:
             self.outbox.append(ev)
 
