@@ -209,11 +209,16 @@ def check_transition(current: OrderStatus, new: OrderStatus, client_order_id: st
         The pair is not in the table; also logged at ERROR on ``bridge.execution``, because an
         illegal transition means our view of the order and the venue's have come apart.
     """
-    current, new = OrderStatus(current), OrderStatus(new)
+    if current.__class__ is not OrderStatus or new.__class__ is not OrderStatus:
+        current, new = OrderStatus(current), OrderStatus(new)
     if (current, new) not in TRANSITIONS:
         err = IllegalTransition(current, new, client_order_id)
         log.error("%s", err)
         raise err
+
+
+# json.dumps(..., ensure_ascii=False, separators=(",", ":")) from one encoder instance
+_coid_json = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
 
 
 def client_order_id(snapshot_id: str, instrument: str, side: str, quantity: float,
@@ -257,10 +262,8 @@ def client_order_id(snapshot_id: str, instrument: str, side: str, quantity: floa
         raise ConfigError(f"quantity must be a finite number of shares > 0, got {quantity!r}")
     if isinstance(intent_ts_ms, bool) or not isinstance(intent_ts_ms, int):
         raise ConfigError(f"intent_ts_ms must be an int (epoch ms), got {intent_ts_ms!r}")
-    canonical = json.dumps(
-        ["bridge.coid.v1", str(snapshot_id), str(instrument), side, repr(q), intent_ts_ms],
-        ensure_ascii=False, separators=(",", ":"),
-    )
+    canonical = _coid_json(
+        ["bridge.coid.v1", str(snapshot_id), str(instrument), side, repr(q), intent_ts_ms])
     return "b-" + hashlib.sha256(canonical.encode("utf-8")).hexdigest()[:30]
 
 

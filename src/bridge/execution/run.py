@@ -152,8 +152,9 @@ class TradeRun:
         self._event(EventType.TRADING_STATE_CHANGED, None, **{k: str(v) for k, v in rec.items()})
 
     def _row(self, o: Order, run_id: str, px_intent: float | None) -> dict:
-        return {**o.to_record(), "run_id": run_id, "mode": self.mode, "broker": self.executor.name,
-                "px_intent": px_intent}
+        row = o.to_record()
+        row.update(run_id=run_id, mode=self.mode, broker=self.executor.name, px_intent=px_intent)
+        return row
 
     # ---- the run ---------------------------------------------------------------------------
     def load_orders(self, snapshot_id: str) -> list[dict]:

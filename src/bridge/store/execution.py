@@ -71,11 +71,9 @@ def insert_fills(con, rows: list[dict]) -> int:
                     for r in rows], _cols(con, "exec_fill")).unique("exec_id", keep="first",
                                                                     maintain_order=True)
     con.register("_fills", frame.to_arrow())
-    try:
-        n = con.execute("SELECT count(*) FROM _fills WHERE exec_id NOT IN "
+    try:  # an INSERT's result is the number of rows it inserted
+        n = con.execute("INSERT INTO exec_fill SELECT * FROM _fills WHERE exec_id NOT IN "
                         "(SELECT exec_id FROM exec_fill)").fetchall()[0][0]
-        con.execute("INSERT INTO exec_fill SELECT * FROM _fills WHERE exec_id NOT IN "
-                    "(SELECT exec_id FROM exec_fill)")
     finally:
         con.unregister("_fills")
     return int(n)
