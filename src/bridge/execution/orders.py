@@ -267,9 +267,24 @@ def client_order_id(snapshot_id: str, instrument: str, side: str, quantity: floa
     return "b-" + hashlib.sha256(canonical.encode("utf-8")).hexdigest()[:30]
 
 
-#: The JSON text of a raw payload or an audit detail as stored: ``json.dumps(obj, sort_keys=True,
-#: default=str)``, from one encoder instance (json.dumps with options builds one per call).
-record_json = json.JSONEncoder(sort_keys=True, default=str).encode
+# one instance: json.dumps with options builds an encoder per call
+_RECORD_ENCODER = json.JSONEncoder(sort_keys=True, default=str)
+
+
+def record_json(obj: Any) -> str:
+    """The JSON text of a raw payload or an audit detail, as stored in the execution tables.
+
+    Parameters
+    ----------
+    obj : dict or other JSON-like value
+        Values JSON cannot carry are written as their ``str()``.
+
+    Returns
+    -------
+    str
+        ``json.dumps(obj, sort_keys=True, default=str)``.
+    """
+    return _RECORD_ENCODER.encode(obj)
 
 
 # Exact arithmetic on the decimals of _exact: a precision no sum or product of floats' decimals
