@@ -342,3 +342,34 @@ def test_random_fill_sequences_never_overfill(order_milli, seq):
         assert o.avg_fill_price == float(exact)
         done = total == Fraction(order_milli, 1000)
         assert o.status is (S.FILLED if done else S.PARTIALLY_FILLED)
+
+
+finite = st.floats(min_value=-1e300, max_value=1e300)        # sums of a few stay in range
+positive = st.floats(min_value=5e-324, max_value=1e300)
+
+
+@settings(max_examples=300, deadline=None)
+@given(quantity=positive, seq=st.lists(st.tuples(positive, positive, finite, finite), min_size=1,
+                                       max_size=8))
+def test_fill_figures_are_the_exact_decimals_of_any_floats(quantity, seq):
+    # the reference: every float as the Fraction of the decimal it prints as, summed exactly
+    def exact(x):
+        return Fraction(repr(float(x)))
+
+    o = make_order(quantity, S.ACCEPTED)
+    applied = []
+    for i, (q, p, c, fee) in enumerate(seq):
+        try:
+            o.apply_fill(fill(f"e{i}", q, p, commission=c, fees=fee))
+        except OverfillError:
+            assert sum(exact(x[0]) for x in applied) + exact(q) > exact(quantity)
+            continue
+        applied.append((q, p, c, fee))
+        qty = sum(exact(x[0]) for x in applied)
+        assert o.filled_quantity == float(qty)
+        assert o.avg_fill_price == float(sum(exact(x[0]) * exact(x[1]) for x in applied) / qty)
+        assert o.commission == float(sum(exact(x[2]) for x in applied))
+        assert o.fees == float(sum(exact(x[3]) for x in applied))
+        assert o.remaining == float(exact(quantity) - qty)
+        assert o.status is (S.FILLED if qty == exact(quantity) else S.PARTIALLY_FILLED)
+        assert str(o.commission) != "-0.0" or not applied

@@ -78,6 +78,26 @@ def test_event_json_round_trip_is_exact_and_one_canonical_line():
     assert ev.to_json(seq=42) == replace(ev, seq=42).to_json()
 
 
+def test_event_line_is_the_canonical_json_of_every_field():
+    # to_json writes the line field by field (the outbox's hot path): it must stay byte for byte
+    # the canonical encoding of the whole event (compact, sorted keys, UTF-8 text)
+    from bridge.execution.events import _dumps
+
+    rng = random.Random(3)
+    texts = [None, "", "c-1", "浦发银行\nx", 'q"uote\\', "\x00\u2028", "600000.SH"]
+    values = [None, True, False, 0, -7, 2**70, 0.1, -2.5e-300, 1e22, "x", "名\t",
+              [1, [2.5, None]], {"k": {"n": [True]}}, ()]
+    for i in range(500):
+        payload = {rng.choice(["a", "quantity", "名", "Z", "exec_id"]) + str(j): rng.choice(values)
+                   for j in range(rng.randint(0, 4))}
+        ev = ExecutionEvent(rng.randint(0, 10**12), rng.choice(["e", "ev-é", "x" * 40]),
+                            rng.choice(list(EventType)), rng.randint(0, 2**42),
+                            rng.choice(texts), rng.choice(texts), rng.choice(texts), payload)
+        body = {**ev._as_dict(), "payload": ev.payload}
+        assert ev.to_json() == _dumps(body)
+        assert ev.to_json(seq=i) == _dumps({**body, "seq": i})
+
+
 def test_event_id_is_derived_from_content_unless_given():
     a = make_event(5)
     assert a.event_id == make_event(5).event_id and a.event_id.startswith("ev-")

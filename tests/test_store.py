@@ -66,3 +66,35 @@ def test_held_keeps_one_instance_and_lets_go_after(tmp_path):
         "print(c.execute('SELECT count(*) FROM preview_account').fetchall()[0][0])"), str(db)],
         capture_output=True, text=True, timeout=60)
     assert other.stdout.strip() == "2", other.stderr
+
+
+def test_execution_frames_match_the_row_dict_constructor():
+    # store.execution._frame builds columns directly; it must give the frame polars infers from
+    # the row dicts, mixed types (supertypes), missing keys and big ints included
+    import enum
+    import random
+
+    from polars.testing import assert_frame_equal
+
+    from bridge.store.execution import _frame
+
+    class Side(enum.StrEnum):
+        BUY = "buy"
+
+    values = [1, -3, 2**63, 2.5, 0.1, float("nan"), "x", "", True, False, None, Side.BUY]
+    rng = random.Random(7)
+    cols = list("abcdefgh")
+    for _ in range(500):
+        kinds = {c: rng.sample(values, rng.randint(1, 2)) for c in cols}
+        rows = [{c: rng.choice(kinds[c]) for c in cols if rng.random() < 0.9}
+                for _ in range(rng.randint(1, 20))]
+        try:
+            want = pl.DataFrame([{c: r.get(c) for c in cols} for r in rows],
+                                infer_schema_length=None)
+        except Exception as exc:  # noqa: BLE001 - an impossible mix fails both ways
+            try:
+                _frame(rows, cols)
+            except Exception:  # noqa: BLE001
+                continue
+            raise AssertionError(f"{kinds} fails row-wise ({exc!r}) but not column-wise")
+        assert_frame_equal(_frame(rows, cols), want, check_exact=True)

@@ -8,20 +8,21 @@ set of ``(from, to)`` pairs, each odd pair with the real-world reason it exists.
 Numbers: quantities in shares (fractional allowed), prices in quote currency per share, money in
 quote currency, times in epoch milliseconds (UTC). Sums over fills are exact: each float is read as
 the decimal it prints as (``repr``), which is how brokers report quantities and prices, and summed
-as a :class:`fractions.Fraction`; so ``0.1 + 0.2`` shares fill an order of ``0.3`` exactly and the
-average price does not drift with the number of fills.
+as a :class:`decimal.Decimal` in a context that never rounds (sums and products of decimals are
+decimals); so ``0.1 + 0.2`` shares fill an order of ``0.3`` exactly and the average price (the
+exact quotient, rounded once to a float) does not drift with the number of fills.
 """
 
 from __future__ import annotations
 
+import decimal
 import hashlib
 import json
 import logging
 import math
 from dataclasses import dataclass, field
+from decimal import Decimal
 from enum import StrEnum
-from fractions import Fraction
-from functools import lru_cache
 from typing import Any
 
 from bridge.errors import BridgeError, ConfigError
@@ -208,11 +209,16 @@ def check_transition(current: OrderStatus, new: OrderStatus, client_order_id: st
         The pair is not in the table; also logged at ERROR on ``bridge.execution``, because an
         illegal transition means our view of the order and the venue's have come apart.
     """
-    current, new = OrderStatus(current), OrderStatus(new)
+    if current.__class__ is not OrderStatus or new.__class__ is not OrderStatus:
+        current, new = OrderStatus(current), OrderStatus(new)
     if (current, new) not in TRANSITIONS:
         err = IllegalTransition(current, new, client_order_id)
         log.error("%s", err)
         raise err
+
+
+# json.dumps(..., ensure_ascii=False, separators=(",", ":")) from one encoder instance
+_coid_json = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
 
 
 def client_order_id(snapshot_id: str, instrument: str, side: str, quantity: float,
@@ -256,22 +262,56 @@ def client_order_id(snapshot_id: str, instrument: str, side: str, quantity: floa
         raise ConfigError(f"quantity must be a finite number of shares > 0, got {quantity!r}")
     if isinstance(intent_ts_ms, bool) or not isinstance(intent_ts_ms, int):
         raise ConfigError(f"intent_ts_ms must be an int (epoch ms), got {intent_ts_ms!r}")
-    canonical = json.dumps(
-        ["bridge.coid.v1", str(snapshot_id), str(instrument), side, repr(q), intent_ts_ms],
-        ensure_ascii=False, separators=(",", ":"),
-    )
+    canonical = _coid_json(
+        ["bridge.coid.v1", str(snapshot_id), str(instrument), side, repr(q), intent_ts_ms])
     return "b-" + hashlib.sha256(canonical.encode("utf-8")).hexdigest()[:30]
 
 
-def _exact(x: float) -> Fraction:
+# one instance: json.dumps with options builds an encoder per call
+_RECORD_ENCODER = json.JSONEncoder(sort_keys=True, default=str)
+
+
+def record_json(obj: Any) -> str:
+    """The JSON text of a raw payload or an audit detail, as stored in the execution tables.
+
+    Parameters
+    ----------
+    obj : dict or other JSON-like value
+        Values JSON cannot carry are written as their ``str()``.
+
+    Returns
+    -------
+    str
+        ``json.dumps(obj, sort_keys=True, default=str)``.
+    """
+    return _RECORD_ENCODER.encode(obj)
+
+
+# Exact arithmetic on the decimals of _exact: a precision no sum or product of floats' decimals
+# reaches (a few hundred digits at most), and Inexact trapped, so nothing is ever rounded. Use
+# its methods (_EXACT.add, .subtract, .multiply): Decimal operators round to the thread's context.
+_EXACT = decimal.Context(prec=decimal.MAX_PREC, Emax=decimal.MAX_EMAX, Emin=decimal.MIN_EMIN,
+                         traps=[decimal.Inexact, decimal.Overflow, decimal.InvalidOperation,
+                                decimal.DivisionByZero])
+_ZERO = Decimal(0)
+
+
+def _exact(x: float) -> Decimal:
     # The decimal the float prints as: brokers report decimals, and repr round-trips exactly.
-    return _exact_float(float(x))
+    return Decimal(repr(float(x)))
 
 
-@lru_cache(maxsize=1 << 16)
-def _exact_float(x: float) -> Fraction:
-    # prices, quantities and fees repeat a lot; Fraction(str) costs ~5 us, a cache hit ~0.1 us
-    return Fraction(repr(x))
+def _float(a: Decimal, b: Decimal | None = None) -> float:
+    """``a`` (or ``a / b``) exactly, rounded once to the nearest float.
+
+    As ``float(Fraction)`` does it: int / int is correctly rounded, and raises OverflowError
+    beyond the float range.
+    """
+    na, da = a.as_integer_ratio()
+    if b is None:
+        return na / da
+    nb, db = b.as_integer_ratio()
+    return (na * db) / (da * nb)
 
 
 def _finite(x: Any) -> bool:
@@ -358,7 +398,7 @@ class Fill:
             "side": self.side, "quantity": float(self.quantity), "price": float(self.price),
             "commission": float(self.commission), "fees": float(self.fees), "ts_ms": self.ts_ms,
             "currency": self.currency, "exchange": self.exchange,
-            "raw": json.dumps(self.raw, sort_keys=True, default=str),
+            "raw": record_json(self.raw),
         }
 
 
@@ -467,8 +507,7 @@ class Order:
     history: list[tuple[int, OrderStatus, OrderStatus, str]] = field(default_factory=list)
     anomalies: list[LateFillAfterTerminal] = field(default_factory=list)
     # exact running sums over fills (quantity, notional, commission, fees): O(1) per fill
-    _sums: list = field(default_factory=lambda: [Fraction(0)] * 4, init=False, repr=False,
-                        compare=False)
+    _sums: tuple = field(default=(_ZERO,) * 4, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if self.side not in SIDES:
@@ -580,13 +619,13 @@ class Order:
                 raise FillError(name, "mismatch",
                                 f"fill {fill.exec_id} has {name}={theirs!r}, order "
                                 f"{self.client_order_id} has {mine!r}", fill)
-        filled = self._filled_exact() + _exact(fill.quantity)
+        filled = _EXACT.add(self._filled_exact(), _exact(fill.quantity))
         ordered = _exact(self.quantity)
         if filled > ordered:
             raise OverfillError(
                 "quantity", "overfill",
                 f"fill {fill.exec_id} of {fill.quantity!r} shares would take order "
-                f"{self.client_order_id} to {float(filled)!r} of {self.quantity!r} shares", fill)
+                f"{self.client_order_id} to {_float(filled)!r} of {self.quantity!r} shares", fill)
         target = S.FILLED if filled == ordered else S.PARTIALLY_FILLED
         late = self.status in TERMINAL
         if not late:
@@ -615,29 +654,30 @@ class Order:
                 fill.exec_id, fill.quantity, before, self.client_order_id, after)
         return True
 
-    def _filled_exact(self) -> Fraction:
+    def _filled_exact(self) -> Decimal:
         return self._sums[0]
 
     def _add(self, f: Fill) -> None:
         q = _exact(f.quantity)
-        s = self._sums
-        self._sums = [s[0] + q, s[1] + q * _exact(f.price), s[2] + _exact(f.commission),
-                      s[3] + _exact(f.fees)]
+        add, s = _EXACT.add, self._sums
+        self._sums = (add(s[0], q), add(s[1], _EXACT.multiply(q, _exact(f.price))),
+                      add(s[2], _exact(f.commission)), add(s[3], _exact(f.fees)))
 
     def _recompute(self) -> None:
         qty, notional, commission, fees = self._sums
-        self.filled_quantity = float(qty)
-        self.avg_fill_price = float(notional / qty) if qty else 0.0
-        self.commission = float(commission)
-        self.fees = float(fees)
+        self.filled_quantity = _float(qty)
+        self.avg_fill_price = _float(notional, qty) if qty else 0.0
+        self.commission = _float(commission)
+        self.fees = _float(fees)
 
     # -- views ---------------------------------------------------------------------------------
 
     @property
     def remaining(self) -> float:
         """Shares still to fill, ``quantity - filled_quantity`` computed exactly (leaves qty)."""
-        return float(_exact(self.quantity) - self._filled_exact()) if self.fills else float(
-            self.quantity)
+        if not self.fills:
+            return float(self.quantity)
+        return _float(_EXACT.subtract(_exact(self.quantity), self._filled_exact()))
 
     @property
     def is_terminal(self) -> bool:
