@@ -243,31 +243,6 @@ def test_cancel_is_audited_and_a_filled_order_cannot_be_canceled(panel, tmp_path
     assert broker.get_order_by_client_id(a.client_order_id)["status"] == "canceled"
 
 
-def test_run_calls_pause_the_cycle_gc_and_restore_it(panel, tmp_path):
-    import gc
-
-    db = tmp_path / "g.duckdb"
-    snap = _stored_snapshot(db)
-    broker = PaperBroker(panel, 10_000.0, RULES, participation=1.0, clock=lambda: 5)
-    seen = []
-    risk = RiskEngine.default(max_weight=1.0)
-    check = risk.check
-    risk.check = lambda order, account: (seen.append(gc.isenabled()), check(order, account))[1]
-    run = TradeRun(db, SimExecutor(broker), risk, lambda: 5)
-    assert gc.isenabled()
-    rep = run.submit_snapshot(snap.snapshot_id, 5)
-    assert seen == [False, False] and gc.isenabled()     # paused for the call, then back on
-    gc.disable()
-    try:
-        run.collect(rep)
-        assert not gc.isenabled()                          # left off when it was off
-    finally:
-        gc.enable()
-    with pytest.raises(SnapshotRequired):
-        run.submit_snapshot("ds-missing", 5)
-    assert gc.isenabled()                                  # back on after an error too
-
-
 def test_live_mode_needs_approval_and_explicit_flag(panel, tmp_path):
     from bridge.execution.run import ApprovalRequired, approve_live
 

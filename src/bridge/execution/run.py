@@ -14,10 +14,8 @@ A run without a snapshot is blocked (seed 002): :class:`SnapshotRequired`.
 from __future__ import annotations
 
 import functools
-import gc
 import hashlib
 import json
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -72,33 +70,12 @@ class RunReport:
         return sum(o.status == status for o in self.orders)
 
 
-@contextmanager
-def _cycle_gc_paused():
-    """Pause the cyclic garbage collector for the block, if it runs (restored after).
-
-    A run keeps ~10 objects per order alive until it ends (the order, its context, fills and
-    status history, the venue's record), none of them in a reference cycle: every few thousand
-    orders the collector would rescan the whole heap (numpy, pandas, polars, ...) and free
-    nothing, ~0.15 s of a 10,000-order run. Reference counting frees memory as usual meanwhile;
-    cycles made during the block are collected after it.
-    """
-    if not gc.isenabled():
-        yield
-        return
-    gc.disable()
-    try:
-        yield
-    finally:
-        gc.enable()
-
-
-def _batch(method):
-    """Run a TradeRun call as one batch: its DuckDB file held open (:func:`bridge.store.duck.held`:
-    one open and close for the call's transactions instead of one per transaction) and the cyclic
-    GC paused (:func:`_cycle_gc_paused`)."""
+def _holding_db(method):
+    """Run a TradeRun call with its DuckDB file held open (:func:`bridge.store.duck.held`): one
+    open and close for the call's transactions instead of one per transaction."""
     @functools.wraps(method)
     def wrapper(self, *args, **kwargs):
-        with held(self.db), _cycle_gc_paused():
+        with held(self.db):
             return method(self, *args, **kwargs)
     return wrapper
 
@@ -191,7 +168,7 @@ class TradeRun:
                            "FROM planned_order WHERE snapshot_id = ? AND quantity > 0 ORDER BY seq",
                            params=[snapshot_id]).pl().to_dicts()
 
-    @_batch
+    @_holding_db
     def submit_snapshot(self, snapshot_id: str | None, intent_ts_ms: int,
                         time_in_force: str = "day", sides=("sell", "buy")) -> RunReport:
         """Persist, risk-check and submit the snapshot's orders (fills come with :meth:`collect`).
@@ -334,7 +311,7 @@ class TradeRun:
                 self._event(EventType.INSUFFICIENT_FUNDS, o, reason=res.reject_reason)
         # UNKNOWN again: stays SUBMITTED (in flight) until a later resolve / reconciliation
 
-    @_batch
+    @_holding_db
     def execute_sells_first(self, snapshot_id: str, intent_ts_ms: int, trade_day,
                             advance) -> tuple[RunReport, RunReport]:
         """Sells at the opening auction, then buys at the close with the cash they freed.
@@ -357,7 +334,7 @@ class TradeRun:
         self.collect(buys)
         return sells, buys
 
-    @_batch
+    @_holding_db
     def cancel(self, report: RunReport, client_order_id: str) -> str:
         """Cancel an open order; audited (ORDER_CANCEL) whatever the outcome.
 
@@ -385,7 +362,7 @@ class TradeRun:
         self._checkpoint(report)
         return str(o.status)
 
-    @_batch
+    @_holding_db
     def collect(self, report: RunReport) -> RunReport:
         """Apply the executor's new fills and order statuses; update bridge's book; persist."""
         by_id = {o.client_order_id: o for o in report.orders}
