@@ -10,7 +10,8 @@ SYNTHETIC DATA, clearly labelled: the fills are **resampled** with a seeded RNG
 instances in ``data/bridge.duckdb`` (5,225 real fills): each synthetic fill copies a random real
 fill (day, instrument, side, quantity, prices, value, fee) and is assigned to one of
 ``--instances`` synthetic instances ``syn_000 .. syn_099``. When the stored rows have no
-``market_price`` (databases written before that column existed), a synthetic one is drawn as
+``market_price`` (databases written before that column existed) or it equals ``deal_price`` on
+every row (the preview fills at the session's deal price), a synthetic one is drawn as
 ``deal_price / (1 + side * N(2 bps, 5 bps))`` so that slippage is not identically zero. Each
 synthetic instance gets the account series (``preview_account``) of a real instance, cycled.
 The result is a DuckDB file ``<work>/fills.duckdb`` (made once, reused).
@@ -76,7 +77,9 @@ def generate(src_db: Path, out: Path, n_fills: int, n_inst: int, seed: int) -> d
         table[c] = pa.array(trades[c].to_numpy()[idx])
     for c in ("instrument", "side", "reason"):
         table[c] = dict_col(trades[c])
-    if "market_price" in trades:
+    real_ref = "market_price" in trades and bool(
+        (trades["market_price"] != trades["deal_price"]).any())
+    if real_ref:
         table["market_price"] = pa.array(trades["market_price"].to_numpy()[idx])
         synthetic_ref = False
     else:
