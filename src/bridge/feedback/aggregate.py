@@ -267,16 +267,18 @@ def _slip_col(ref: str) -> str:
 def _sums(refs: tuple[str, ...]) -> list[tuple[str, str]]:
     """(name, aggregate) of the additive per-group figures, slippage sums for each of ``refs``.
 
-    The last reference is the arrival one (``pa`` and its ``pos`` share).
+    The last reference is the arrival one (``pa`` and its ``pos`` share). No ``FILTER``
+    clause: a filtered aggregate builds a selection per chunk, ~0.03 s of CPU each on 10M rows,
+    where ``count_if`` and a ``CASE`` (NULL otherwise, which ``sum`` skips) add the same rows.
     """
-    sums = [("n", "count(*)"), ("nf", "count(*) FILTER (WHERE filled)"), ("q", "sum(quantity)"),
+    sums = [("n", "count(*)"), ("nf", "count_if(filled)"), ("q", "sum(quantity)"),
             ("fq", "sum(filled_quantity)"), ("value", "sum(value)"), ("fee", "sum(fee)")]
     for ref in refs:
         c = f"s{ref[0]}"
         sums += [(f"s_{ref}", f"sum({c})"), (f"n_{ref}", f"count({c})"),
                  (f"sv_{ref}", f"sum({c} * value)"),
-                 (f"v_{ref}", f"sum(value) FILTER (WHERE {c} IS NOT NULL)")]
-    return sums + [("n_pos", f"count(*) FILTER (WHERE s{refs[-1][0]} < 0)")]
+                 (f"v_{ref}", f"sum(CASE WHEN {c} IS NOT NULL THEN value END)")]
+    return sums + [("n_pos", f"count_if(s{refs[-1][0]} < 0)")]
 
 
 # Sums and counts are first grouped by (instance, mode, side, status, day) in one scan with no
