@@ -16,7 +16,8 @@ every row (the preview fills at the session's deal price), a synthetic one is dr
 synthetic instance gets the account series (``preview_account``) of a real instance, cycled.
 The result is a DuckDB file ``<work>/fills.duckdb`` (made once, reused).
 
-Measured, each in its own subprocess, ``--repeat`` times (best and median wall time; peak RSS
+Measured, each in its own subprocess, ``--repeat`` times, the two sides alternating so that both
+see the same load (best and median wall time; CPU time of all threads, ``cpu_s``, and peak RSS
 from ``getrusage``; the machine may be shared, so the best of several runs is the figure):
 
 ``duckdb``
@@ -47,6 +48,12 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def _peak_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0   # Linux: KiB
+
+
+def _cpu_s() -> float:
+    """User + system CPU time of this process so far, all threads (DuckDB runs several)."""
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime + r.ru_stime
 
 
 def generate(src_db: Path, out: Path, n_fills: int, n_inst: int, seed: int) -> dict:
@@ -118,7 +125,7 @@ def phase_duckdb(db: Path, data_dir: Path) -> dict:
     from bridge.feedback import aggregate as A
     from bridge.feedback import metrics as M
 
-    t0 = time.perf_counter()        # imports excluded, as for pandas
+    t0, c0 = time.perf_counter(), _cpu_s()        # imports excluded, as for pandas
     con = duckdb.connect(str(db), read_only=True)
     A.create_views(con, data_dir)
     insts = A.list_instances(con, mode="preview")
@@ -131,9 +138,9 @@ def phase_duckdb(db: Path, data_dir: Path) -> dict:
         net = (d["return"] - d["cost"]).to_numpy()
         per[inst] = {**M.risk_analysis((d["return"] - d["bench"] - d["cost"]).to_numpy()),
                      **M.geometric_metrics(net)}
-    wall = time.perf_counter() - t0
+    wall, cpu = time.perf_counter() - t0, _cpu_s() - c0
     con.close()
-    return {"wall_s": wall, "peak_mb": _peak_mb(), "instances": len(stats),
+    return {"wall_s": wall, "cpu_s": cpu, "peak_mb": _peak_mb(), "instances": len(stats),
             "n_reason_rows": len(reasons),
             "check": {"n_orders": int(stats["n_orders"].sum()),
                       "fees": float(stats["fees"].sum()),
@@ -159,7 +166,7 @@ def phase_pandas(db: Path, data_dir: Path) -> dict:
                        "JOIN preview_strategy s USING (preview_id)").df()
     bench = pd.read_parquet(data_dir / "benchmark.parquet")
     load = time.perf_counter() - t_load
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), _cpu_s()
     sgn = np.where(f["side"].to_numpy() == "buy", 1.0, -1.0)
     # decision and arrival references are both market_price for the preview; computed twice,
     # as the SQL does, so that both sides do the same work
@@ -192,12 +199,25 @@ def phase_pandas(db: Path, data_dir: Path) -> dict:
     for inst, d in acct.groupby("preview_id", sort=True):
         per[inst] = {**M.risk_analysis((d["ret"] - d["bench"] - d["costr"]).to_numpy()),
                      **M.geometric_metrics((d["ret"] - d["costr"]).to_numpy())}
-    wall = time.perf_counter() - t0
-    return {"wall_s": wall, "load_s": load, "peak_mb": _peak_mb(), "instances": len(out),
+    wall, cpu = time.perf_counter() - t0, _cpu_s() - c0
+    return {"wall_s": wall, "cpu_s": cpu, "load_s": load, "peak_mb": _peak_mb(),
+            "instances": len(out),
             "n_reason_rows": len(reasons),
             "check": {"n_orders": int(out["n_orders"].sum()), "fees": float(out["fees"].sum()),
                       "slip_decision_buy_mean_syn_000": float(side["decision"].loc["syn_000", ("mean", "buy")]),
                       "slip_decision_buy_p95_syn_000": float(side["decision"].loc["syn_000", ("p95", "buy")])}}
+
+
+def _run_phase(phase: str, a: argparse.Namespace) -> dict:
+    """One measurement of ``phase`` in a fresh interpreter."""
+    cmd = [sys.executable, __file__, "--phase", phase, "--fills", str(a.fills),
+           "--instances", str(a.instances), "--work", str(a.work), "--seed", str(a.seed),
+           "--data-dir", str(a.data_dir)]
+    t = time.perf_counter()
+    out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
+    r = json.loads(out.strip().splitlines()[-1])
+    r["process_s"] = time.perf_counter() - t
+    return r
 
 
 def main() -> None:
@@ -222,26 +242,22 @@ def main() -> None:
         t = time.perf_counter()
         gen = generate(a.db, fills_db, a.fills, a.instances, a.seed)
         gen["generate_s"] = time.perf_counter() - t
+    res = {"duckdb": [], "pandas": []}
+    for _ in range(a.repeat):
+        for phase, rs in res.items():        # alternating: both sides see the same load
+            rs.append(_run_phase(phase, a))
     runs = {}
-    for phase in ("duckdb", "pandas"):
-        res = []
-        for _ in range(a.repeat):
-            cmd = [sys.executable, __file__, "--phase", phase, "--fills", str(a.fills),
-                   "--instances", str(a.instances), "--work", str(a.work), "--seed", str(a.seed),
-                   "--data-dir", str(a.data_dir)]
-            t = time.perf_counter()
-            out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
-            r = json.loads(out.strip().splitlines()[-1])
-            r["process_s"] = time.perf_counter() - t
-            res.append(r)
-        runs[phase] = min(res, key=lambda r: r["wall_s"])
-        runs[phase]["all_wall_s"] = [r["wall_s"] for r in res]
-        runs[phase]["median_wall_s"] = sorted(r["wall_s"] for r in res)[len(res) // 2]
+    for phase, rs in res.items():
+        runs[phase] = min(rs, key=lambda r: r["wall_s"])
+        for k in ("wall_s", "cpu_s"):
+            runs[phase][f"all_{k}"] = [r[k] for r in rs]
+            runs[phase][f"median_{k}"] = sorted(r[k] for r in rs)[len(rs) // 2]
     d, p = runs["duckdb"], runs["pandas"]
     result = {"label": "SYNTHETIC fills resampled from the real preview_trade rows (seeded RNG)",
               "fills": a.fills, "instances": a.instances, "seed": a.seed, "generated": gen,
               "duckdb": d, "pandas": p, "speedup_vs_pandas": p["wall_s"] / d["wall_s"],
               "speedup_vs_pandas_median": p["median_wall_s"] / d["median_wall_s"],
+              "cpu_ratio_vs_pandas_median": p["median_cpu_s"] / d["median_cpu_s"],
               "speedup_vs_pandas_incl_load": (p["wall_s"] + p["load_s"]) / d["wall_s"],
               "targets": {"duckdb_under_3s": d["wall_s"] < 3.0,
                           "at_least_5x": p["wall_s"] / d["wall_s"] >= 5.0,
