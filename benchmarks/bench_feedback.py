@@ -21,10 +21,12 @@ see the same load (best and median wall time; CPU time of all threads, ``cpu_s``
 from ``getrusage``; the machine may be shared, so the best of several runs is the figure):
 
 ``duckdb``
-    open the file, create bridge.feedback's views, run ``bridge.feedback.aggregate.order_stats_sql`` (period "all") (counts, fill
-    ratio, traded value, fees, slippage vs decision and arrival by side: mean, value-weighted,
-    p95; Qlib ``pa`` mean/value-weighted/pos) and :data:`REASONS_SQL` for all instances, fetch
-    the daily series and apply the Qlib/geometric metric functions per instance.
+    open the file, create bridge.feedback's views, run ``bridge.feedback.aggregate.order_stats``
+    (period "all": counts, fill ratio, traded value, fees, slippage vs decision and arrival by
+    side: mean, value-weighted, p95; Qlib ``pa`` mean/value-weighted/pos; order spans), list
+    the instances with their first and last session, run :data:`REASONS_SQL` for all
+    instances, fetch the daily series and apply the Qlib/geometric metric functions per
+    instance, in the order ``aggregate`` runs them.
 ``pandas``
     the same figures with a pandas groupby on the same rows; the load of the table into pandas is
     timed separately (``load_s``) and excluded from ``wall_s``, which favours pandas.
@@ -128,9 +130,11 @@ def phase_duckdb(db: Path, data_dir: Path) -> dict:
     t0, c0 = time.perf_counter(), _cpu_s()        # imports excluded, as for pandas
     con = duckdb.connect(str(db), read_only=True)
     A.create_views(con, data_dir)
-    insts = A.list_instances(con, mode="preview")
-    A._ranges_table(con, [(i["instance"], "preview", i["first"], i["last"]) for i in insts])
+    # as bridge.feedback.aggregate.aggregate does for period "all": the statistics first, their
+    # order spans then complete each instance's first and last session
     stats = A.order_stats(con, whole_history=True)
+    insts = A.list_instances(con, mode="preview", order_spans=stats)
+    A._ranges_table(con, [(i["instance"], "preview", i["first"], i["last"]) for i in insts])
     reasons = con.sql(A.REASONS_SQL).df()
     daily = con.sql('SELECT instance, "return", cost, bench FROM fb_daily ORDER BY instance, day').df()
     per = {}

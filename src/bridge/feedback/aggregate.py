@@ -316,7 +316,7 @@ SELECT g.instance, g.mode,
   {arrival_cols},
   -sum(s_{arr}) / nullif(sum(n_{arr}), 0) / 1e4 AS pa_mean,
   -sum(sv_{arr}) / nullif(sum(v_{arr}), 0) / 1e4 AS pa_value_weighted,
-  sum(n_pos) / nullif(sum(n_{arr}), 0) AS pa_pos
+  sum(n_pos) / nullif(sum(n_{arr}), 0) AS pa_pos{span_cols}
 FROM {source}
 GROUP BY g.instance, g.mode ORDER BY g.instance, g.mode
 """
@@ -348,7 +348,9 @@ def order_stats_sql(whole_history: bool, lo="0001-01-01", hi="9999-12-31",
     ----------
     whole_history : bool
         True when every range is its instance's whole history (period ``"all"``): no per-row
-        range join or per-day grouping is needed.
+        range join or per-day grouping is needed, and ``fb_ranges`` is not read. The result
+        then also has ``first_order`` and ``last_order``, the first and last day of each
+        (instance, mode)'s orders (see :func:`list_instances`).
     lo, hi : date-like
         Global bounds of the ranges (constant predicate, prunes rows before any grouping).
     preview_only : bool
@@ -361,6 +363,8 @@ def order_stats_sql(whole_history: bool, lo="0001-01-01", hi="9999-12-31",
     refs = ("decision",) if preview_only else ("decision", "arrival")
     sums = _sums(refs)
     agg = ", ".join(f"{a} AS {name}" for name, a in sums)
+    if whole_history:   # each (instance, mode)'s order span, for list_instances
+        agg += ", min(day) AS first_day, max(day) AS last_day"
     quantiles = ", ".join(f"quantile_cont(s{r[0]}, 0.95) AS q_{r}" for r in refs)
     folded = whole_history and preview_only
     # whole history: no date predicate at all (on 10M rows it costs ~0.3 s and selects everything)
@@ -370,7 +374,9 @@ def order_stats_sql(whole_history: bool, lo="0001-01-01", hi="9999-12-31",
         ctes=_grouped_ctes(agg, sums, quantiles, whole_history, folded),
         source="g" if folded else "g LEFT JOIN q USING (instance, mode, side)",
         decision_cols=_side_cols("decision", refs[0]),
-        arrival_cols=_side_cols("arrival", refs[-1]), arr=refs[-1])
+        arrival_cols=_side_cols("arrival", refs[-1]), arr=refs[-1],
+        span_cols=(",\n  min(first_day) AS first_order, max(last_day) AS last_order"
+                   if whole_history else ""))
 
 
 ORDER_STATS_SQL = order_stats_sql(False)
@@ -390,15 +396,28 @@ GROUP BY ALL ORDER BY ALL
 
 def order_stats(con, whole_history: bool = False) -> pd.DataFrame:
     """:func:`order_stats_sql` over ``fb_orders`` x ``fb_ranges``: one row per (instance, mode)."""
-    lo, hi = con.sql('SELECT min(start), max("end") FROM fb_ranges').fetchall()[0]
+    lo, hi = ((None, None) if whole_history else
+              con.sql('SELECT min(start), max("end") FROM fb_ranges').fetchall()[0])
     # without execution orders, fb_orders holds only preview rows
     preview_only = not _has_rows(con, "exec_order")
     return con.sql(order_stats_sql(whole_history, lo, hi, preview_only=preview_only)).df()
 
 
 # ---- instances ------------------------------------------------------------------------------
-def list_instances(con, instances=None, mode: str | None = None) -> list[dict]:
+def list_instances(con, instances=None, mode: str | None = None,
+                   order_spans: pd.DataFrame | None = None) -> list[dict]:
     """Instances recorded in the database (preview and paper/live), optionally filtered.
+
+    Parameters
+    ----------
+    con : duckdb connection with the views of :func:`create_views`
+    instances : sequence of str, optional
+        preview_id / strategy_id values; default all.
+    mode : {"preview", "paper", "live"}, optional
+    order_spans : pandas.DataFrame, optional
+        ``instance``, ``mode``, ``first_order``, ``last_order`` of every (instance, mode) with
+        orders, as :func:`order_stats` returns them over the whole history; default: read
+        from ``fb_orders`` (one more scan of every order).
 
     Returns
     -------
@@ -410,12 +429,20 @@ def list_instances(con, instances=None, mode: str | None = None) -> list[dict]:
         raise ConfigError(f"mode must be one of {MODES} or None, got {mode!r}")
     # an instance's history spans its account rows and its orders: paper fills carry the
     # session's time while account rows carry the run's clock, so either can end later
-    rows = con.sql("""SELECT instance, mode, min(first), max(last) FROM (
-                          SELECT instance, mode, min(day) AS first, max(day) AS last
-                          FROM fb_daily GROUP BY ALL
-                          UNION ALL
-                          SELECT instance, mode, min(day), max(day) FROM fb_orders GROUP BY ALL)
-                      GROUP BY ALL ORDER BY mode, instance""").fetchall()
+    if order_spans is None:
+        orders = "SELECT instance, mode, min(day), max(day) FROM fb_orders GROUP BY ALL"
+    else:
+        con.register("_fb_order_spans", order_spans[["instance", "mode", "first_order",
+                                                     "last_order"]])
+        orders = ("SELECT instance, mode, CAST(first_order AS DATE), CAST(last_order AS DATE) "
+                  "FROM _fb_order_spans")
+    rows = con.sql(f"""SELECT instance, mode, min(first), max(last) FROM (
+                           SELECT instance, mode, min(day) AS first, max(day) AS last
+                           FROM fb_daily GROUP BY ALL
+                           UNION ALL {orders})
+                       GROUP BY ALL ORDER BY mode, instance""").fetchall()
+    if order_spans is not None:
+        con.unregister("_fb_order_spans")
     info = {r[0]: dict(zip(("display_name", "strategy", "signal", "initial_capital", "market"),
                            r[1:], strict=True))
             for r in con.sql("""SELECT preview_id, display_name, strategy, signal,
@@ -671,7 +698,10 @@ def aggregate(db, data_dir=None, instances=None, period="all", mode: str | None 
         with connect(db, read_only=True) as c:
             return aggregate(db, data_dir, instances, period, mode, con=c)
     create_views(con, data_dir)
-    insts = list_instances(con, instances, mode)
+    # over the whole history the order statistics need no range and carry each instance's
+    # order span: computed first, they spare list_instances a second scan of every order
+    stats = order_stats(con, whole_history=True) if period == "all" else None
+    insts = list_instances(con, instances, mode, order_spans=stats)
     ranges = []
     for inst in insts:
         label, s, e = resolve_period(period, inst["first"], inst["last"])
@@ -680,7 +710,9 @@ def aggregate(db, data_dir=None, instances=None, period="all", mode: str | None 
     if not insts:
         return []
     _ranges_table(con, ranges)
-    stats = order_stats(con, whole_history=period == "all").set_index(["instance", "mode"])
+    if stats is None:
+        stats = order_stats(con)
+    stats = stats.set_index(["instance", "mode"])
     reasons = con.sql(REASONS_SQL).df()
     labels = _Labels(data_dir) if data_dir is not None and \
         (Path(data_dir) / "bars.parquet").exists() else None
