@@ -7,7 +7,7 @@ Run (from the repository root, after ``make data preview``)::
 
 SYNTHETIC DATA, clearly labelled: the fills are **resampled** with a seeded RNG
 (``numpy.random.default_rng(seed)``) from the real ``preview_trade`` rows of the three preview
-instances in ``data/bridge.duckdb`` (5,225 real fills): each synthetic fill copies a random real
+instances in ``data/bridge.duckdb`` (5,229 real fills): each synthetic fill copies a random real
 fill (day, instrument, side, quantity, prices, value, fee) and is assigned to one of
 ``--instances`` synthetic instances ``syn_000 .. syn_099``. When the stored rows have no
 ``market_price`` (databases written before that column existed) or it equals ``deal_price`` on
