@@ -323,7 +323,8 @@ FROM {source}
 GROUP BY g.instance, g.mode ORDER BY g.instance, g.mode
 """
 
-_IN_RANGE = "{t}.instance = r.instance AND {t}.mode = r.mode AND {t}.day BETWEEN r.start AND r.\"end\""
+_IN_RANGE = ('{t}.instance = r.instance AND {t}.mode = r.mode '
+             'AND {t}.day BETWEEN r.start AND r."end"')
 
 
 def _grouped_ctes(agg: str, sums: list[tuple[str, str]], quantiles: str, whole_history: bool,
