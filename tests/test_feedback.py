@@ -216,6 +216,25 @@ def test_periods(paper_db):
         aggregate(db, data, mode="backtest")
 
 
+def test_order_spans_stand_for_the_order_scan(paper_db):
+    from datetime import date
+
+    from bridge.feedback.aggregate import create_views, list_instances, order_stats
+    from bridge.store.duck import connect
+
+    db, data = paper_db
+    with connect(db) as con:       # an order created after the last account row
+        con.execute("INSERT INTO exec_order (client_order_id, run_id, mode, strategy_id, "
+                    "instrument, side, quantity, created_ts_ms, status, deny_reason) VALUES "
+                    f"('o5', 'run-1', 'paper', 's1', 'IBM', 'buy', 1, {_ms('2010-08-16 15:00')}, "
+                    "'DENIED', 'TRADING_HALTED')")
+        create_views(con, data)
+        scanned = list_instances(con)
+        spans = order_stats(con, whole_history=True)
+        assert list_instances(con, order_spans=spans) == scanned
+    assert (scanned[0]["first"], scanned[0]["last"]) == (date(2010, 8, 12), date(2010, 8, 16))
+
+
 # ---- real sample data: fresh preview run -> files -------------------------------------------
 @pytest.fixture(scope="module")
 def real_feedback(sample_dir, tmp_path_factory):
