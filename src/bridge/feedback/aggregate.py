@@ -162,7 +162,7 @@ def create_views(con, data_dir: Path | str | None, trades_table: str = "preview_
     has_exec = _has_rows(con, "exec_order") or _has_rows(con, "exec_account")
     exec_daily = exec_orders = ""
     if has_exec:
-        exec_daily = """
+        exec_daily = f"""
         UNION ALL
         SELECT e.strategy_id, e.mode, e.day, e.equity, e.market_value, e.cash,
                coalesce(f.traded, 0), coalesce(f.fees, 0),
@@ -176,8 +176,8 @@ def create_views(con, data_dir: Path | str | None, trades_table: str = "preview_
                     FROM exec_account)
               GROUP BY ALL) e
         LEFT JOIN (SELECT strategy_id, mode, CAST(epoch_ms(ts_ms) AS DATE) AS day,
-                          sum(quantity * price) AS traded,
-                          sum(coalesce(commission, 0) + coalesce(fees, 0)) AS fees
+                          {_xsum("quantity * price")} / 1e6 AS traded,
+                          {_xsum("coalesce(commission, 0) + coalesce(fees, 0)")} / 1e6 AS fees
                    FROM exec_fill GROUP BY ALL) f USING (strategy_id, mode, day)
         WINDOW w AS (PARTITION BY e.strategy_id, e.mode ORDER BY e.day)"""
         arrival = (f"(SELECT CAST(datetime AS DATE) AS day, instrument, open "
@@ -250,8 +250,10 @@ def _side_cols(ref: str, src: str) -> str:
     cols = []
     for side in ("buy", "sell"):
         f = f"FILTER (WHERE side = '{side}')"
-        cols += [f"sum(s_{src}) {f} / nullif(sum(n_{src}) {f}, 0) AS slip_{ref}_{side}_mean",
-                 f"sum(sv_{src}) {f} / nullif(sum(v_{src}) {f}, 0) AS slip_{ref}_{side}_vw",
+        cols += [f"sum(s_{src}) {f} / 1e{DIGITS['s']} / nullif(sum(n_{src}) {f}, 0) "
+                 f"AS slip_{ref}_{side}_mean",
+                 f"sum(sv_{src}) {f} / 1e{DIGITS['sv']} / nullif(sum(v_{src}) {f} / "
+                 f"1e{DIGITS['v']}, 0) AS slip_{ref}_{side}_vw",
                  f"max(q_{src}) {f} AS slip_{ref}_{side}_p95",
                  f"coalesce(sum(n_{src}) {f}, 0) AS slip_{ref}_{side}_n"]
     return ",\n  ".join(cols)
@@ -264,20 +266,42 @@ def _slip_col(ref: str) -> str:
             f"                   * (o.fill_price / o.{ref}_price - 1) * 1e4 END AS s{ref[0]}")
 
 
+def _xsum(expr: str, digits: int = 6) -> str:
+    """An exact sum in fixed point: each value rounded once to ``digits`` decimals (kept as a
+    64-bit integer of 10^-digits units), the integers added exactly (DuckDB sums them into a
+    128-bit integer). The result is in 10^-digits units: divide by ``1e{digits}``.
+
+    DuckDB adds doubles in parallel partial sums whose order follows the thread schedule, so a
+    plain ``sum`` over many row groups differs in the last bits from run to run; an integer sum
+    does not depend on the order: same inputs, same outputs. A value too large for 64 bits at
+    that scale raises DuckDB's conversion error rather than wrapping. (Measured on 10M fills:
+    ~0.1 s more than double sums; DECIMAL casts cost ~0.5 s more.)
+    """
+    return f"sum(CAST(round(({expr}) * 1e{digits}) AS BIGINT))"
+
+
+#: fixed-point digits of the order sums (see :func:`_xsum`): shares and currency 1e-6,
+#: slippage 1e-9 bps, slippage x value 1e-4 bps x currency
+DIGITS = {"q": 6, "fq": 6, "value": 6, "fee": 6, "s": 9, "sv": 4, "v": 6}
+
+
 def _sums(refs: tuple[str, ...]) -> list[tuple[str, str]]:
     """(name, aggregate) of the additive per-group figures, slippage sums for each of ``refs``.
 
     The last reference is the arrival one (``pa`` and its ``pos`` share). No ``FILTER``
     clause: a filtered aggregate builds a selection per chunk, ~0.03 s of CPU each on 10M rows,
     where ``count_if`` and a ``CASE`` (NULL otherwise, which ``sum`` skips) add the same rows.
+    Non-integer sums are exact (:func:`_xsum`), and so are their re-sums.
     """
-    sums = [("n", "count(*)"), ("nf", "count_if(filled)"), ("q", "sum(quantity)"),
-            ("fq", "sum(filled_quantity)"), ("value", "sum(value)"), ("fee", "sum(fee)")]
+    d = DIGITS
+    sums = [("n", "count(*)"), ("nf", "count_if(filled)"), ("q", _xsum("quantity", d["q"])),
+            ("fq", _xsum("filled_quantity", d["fq"])), ("value", _xsum("value", d["value"])),
+            ("fee", _xsum("fee", d["fee"]))]
     for ref in refs:
         c = f"s{ref[0]}"
-        sums += [(f"s_{ref}", f"sum({c})"), (f"n_{ref}", f"count({c})"),
-                 (f"sv_{ref}", f"sum({c} * value)"),
-                 (f"v_{ref}", f"sum(CASE WHEN {c} IS NOT NULL THEN value END)")]
+        sums += [(f"s_{ref}", _xsum(c, d["s"])), (f"n_{ref}", f"count({c})"),
+                 (f"sv_{ref}", _xsum(f"{c} * value", d["sv"])),
+                 (f"v_{ref}", _xsum(f"CASE WHEN {c} IS NOT NULL THEN value END", d["v"]))]
     return sums + [("n_pos", f"count_if(s{refs[-1][0]} < 0)")]
 
 
@@ -313,11 +337,11 @@ SELECT g.instance, g.mode,
   coalesce(sum(n) FILTER (WHERE status = 'CUT'), 0) AS n_cut,
   sum(fq) FILTER (WHERE status <> 'DENIED')
     / nullif(sum(q) FILTER (WHERE status <> 'DENIED'), 0) AS fill_ratio,
-  sum(value) AS traded_value, sum(fee) AS fees,
+  sum(value) / {value_unit} AS traded_value, sum(fee) / {fee_unit} AS fees,
   {decision_cols},
   {arrival_cols},
-  -sum(s_{arr}) / nullif(sum(n_{arr}), 0) / 1e4 AS pa_mean,
-  -sum(sv_{arr}) / nullif(sum(v_{arr}), 0) / 1e4 AS pa_value_weighted,
+  -sum(s_{arr}) / {s_unit} / nullif(sum(n_{arr}), 0) / 1e4 AS pa_mean,
+  -sum(sv_{arr}) / {sv_unit} / nullif(sum(v_{arr}) / {v_unit}, 0) / 1e4 AS pa_value_weighted,
   sum(n_pos) / nullif(sum(n_{arr}), 0) AS pa_pos{span_cols}
 FROM {source}
 GROUP BY g.instance, g.mode ORDER BY g.instance, g.mode
@@ -378,6 +402,7 @@ def order_stats_sql(whole_history: bool, lo="0001-01-01", hi="9999-12-31",
         source="g" if folded else "g LEFT JOIN q USING (instance, mode, side)",
         decision_cols=_side_cols("decision", refs[0]),
         arrival_cols=_side_cols("arrival", refs[-1]), arr=refs[-1],
+        **{f"{k}_unit": f"1e{v}" for k, v in DIGITS.items()},
         span_cols=(",\n  min(first_day) AS first_order, max(last_day) AS last_order"
                    if whole_history else ""))
 
