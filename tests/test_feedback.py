@@ -411,3 +411,26 @@ def test_real_paper_loop_feedback(sample_dir, tmp_path):
     assert np.isfinite(res.loc["1day.excess_return_with_cost.annualized_return"])
     orders = pd.read_parquet(folder / "orders.parquet")
     assert orders["order_id"].notna().all() and len(orders) == t["n_orders"]
+
+
+def test_aggregation_is_the_same_run_after_run_on_many_row_groups(real_feedback, tmp_path):
+    """Over many DuckDB row groups (parallel partial sums) the figures are bit-identical from
+    one run to the next: the order sums are exact (fixed point), not order-dependent doubles."""
+    import shutil
+
+    from bridge.feedback.aggregate import aggregate
+    from bridge.store.duck import connect
+
+    db = tmp_path / "many.duckdb"
+    shutil.copy(real_feedback[0], db)
+    with connect(db) as con:   # ~520k trades: several row groups, several threads
+        con.execute("INSERT INTO preview_trade SELECT t.* REPLACE (t.quantity + r.range * 1e-3 "
+                    "AS quantity, t.trade_value * (1 + r.range * 1e-7) AS trade_value) "
+                    "FROM preview_trade t, range(1, 100) r")
+        n = con.execute("SELECT count(*) FROM preview_trade").fetchall()[0][0]
+    assert n > 4 * 122_880
+    runs = [json.dumps({f.instance: f.summary["trading"] | f.summary["execution"]
+                        for f in aggregate(db, period="all")}, sort_keys=True, default=repr)
+            for _ in range(4)]
+    assert len(set(runs)) == 1
+    assert json.loads(runs[0])["momentum_top50"]["traded_value"] > 0
