@@ -413,7 +413,8 @@ def test_real_paper_loop_feedback(sample_dir, tmp_path):
     assert orders["order_id"].notna().all() and len(orders) == t["n_orders"]
 
 
-def test_aggregation_is_the_same_run_after_run_on_many_row_groups(real_feedback, tmp_path):
+def test_aggregation_is_the_same_run_after_run_on_many_row_groups(real_feedback, sample_dir,
+                                                                   tmp_path):
     """Over many DuckDB row groups (parallel partial sums) the figures are bit-identical from
     one run to the next: the order sums are exact (fixed point), not order-dependent doubles."""
     import shutil
@@ -429,8 +430,9 @@ def test_aggregation_is_the_same_run_after_run_on_many_row_groups(real_feedback,
                     "FROM preview_trade t, range(1, 100) r")
         n = con.execute("SELECT count(*) FROM preview_trade").fetchall()[0][0]
     assert n > 4 * 122_880
-    runs = [json.dumps({f.instance: f.summary["trading"] | f.summary["execution"]
-                        for f in aggregate(db, period="all")}, sort_keys=True, default=repr)
+    runs = [json.dumps({f.instance: [f.summary, f.daily.to_json(), f.ic.to_json()]
+                        for f in aggregate(db, sample_dir, period="all")}, sort_keys=True,
+                       default=repr)
             for _ in range(4)]
     assert len(set(runs)) == 1
-    assert json.loads(runs[0])["momentum_top50"]["traded_value"] > 0
+    assert json.loads(runs[0])["momentum_top50"][0]["trading"]["traded_value"] > 0
