@@ -37,7 +37,6 @@ import asyncio
 import json
 import logging
 import random
-import threading
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -47,6 +46,7 @@ from pathlib import Path
 import numpy as np
 from aiohttp import WSMsgType, web
 
+from bridge.brokers._loop import LoopThread
 from bridge.brokers.sim import PaperBroker
 
 log = logging.getLogger("bridge.brokers.alpaca_emulator")
@@ -112,7 +112,7 @@ class _Meta:
     filled_qty: float = 0.0
 
 
-class AlpacaEmulator:
+class AlpacaEmulator(LoopThread):
     """The emulator: an aiohttp app over a :class:`PaperBroker`.
 
     Parameters
@@ -127,6 +127,8 @@ class AlpacaEmulator:
     seed : int
         Seed of the fault generator.
     """
+
+    thread_name = "alpaca-emulator"
 
     def __init__(self, broker: PaperBroker, start_session: str | None = None,
                  api_key: str | None = None, secret_key: str | None = None,
@@ -147,10 +149,7 @@ class AlpacaEmulator:
         self.counters = {k: 0 for k in ("post_orders", "placed", "duplicate_cid", "rejected",
                                         "faults", "events", "sent", "stream_dropped")}
         self.injected: dict[str, int] = {}
-        self.loop: asyncio.AbstractEventLoop | None = None
         self._runner: web.AppRunner | None = None
-        self._thread: threading.Thread | None = None
-        self.port: int | None = None
         self.app = self._make_app()
 
     # ---- plumbing --------------------------------------------------------------------------
@@ -183,30 +182,6 @@ class AlpacaEmulator:
                 return _err(401, 40110000, "request is not authorized")
         return await handler(request)
 
-    def start(self, port: int = 0, host: str = "127.0.0.1") -> AlpacaEmulator:
-        """Serve in a background thread (port 0: a free port); returns self once listening."""
-        ready = threading.Event()
-        err: list[BaseException] = []
-
-        def run() -> None:
-            self.loop = asyncio.new_event_loop()
-            asyncio.set_event_loop(self.loop)
-            try:
-                self.loop.run_until_complete(self._start(host, port))
-            except BaseException as exc:  # noqa: BLE001 - handed to the starting thread
-                err.append(exc)
-                ready.set()
-                return
-            ready.set()
-            self.loop.run_forever()
-
-        self._thread = threading.Thread(target=run, name="alpaca-emulator", daemon=True)
-        self._thread.start()
-        ready.wait(10)
-        if err:
-            raise err[0]
-        return self
-
     async def _start(self, host: str, port: int) -> None:
         self._runner = web.AppRunner(self.app, access_log=None)
         await self._runner.setup()
@@ -214,19 +189,10 @@ class AlpacaEmulator:
         await site.start()
         self.port = site._server.sockets[0].getsockname()[1]
 
-    def stop(self) -> None:
-        if self.loop is None:
-            return
-        async def _stop():
-            for ws in list(self.sockets):
-                await ws.close()
-            await self._runner.cleanup()
-        try:
-            asyncio.run_coroutine_threadsafe(_stop(), self.loop).result(10)
-        finally:
-            self.loop.call_soon_threadsafe(self.loop.stop)
-            self._thread.join(10)
-            self.loop = None
+    async def _stop(self) -> None:
+        for ws in list(self.sockets):
+            await ws.close()
+        await self._runner.cleanup()
 
     @property
     def url(self) -> str:
@@ -235,10 +201,6 @@ class AlpacaEmulator:
     @property
     def stream_url(self) -> str:
         return f"ws://127.0.0.1:{self.port}/stream"
-
-    def call(self, coro_fn, *args):
-        """Run ``coro_fn(*args)`` in the server's loop from another thread; returns its result."""
-        return asyncio.run_coroutine_threadsafe(coro_fn(*args), self.loop).result(30)
 
     def advance(self, session: str, phase: str = "all") -> int:
         """Trade ``session`` (YYYY-MM-DD; ``phase`` all, open or close, see

@@ -41,7 +41,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-import threading
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -51,6 +50,7 @@ from zlib import crc32
 import numpy as np
 
 from bridge.brokers import ib_wire as w
+from bridge.brokers._loop import LoopThread
 from bridge.brokers.ib_contracts import ContractMap
 from bridge.brokers.sim import PaperBroker
 
@@ -124,8 +124,9 @@ class _Conn:
                 self.closed = True
 
 
-class TWSEmulator:
-    """The emulator: an asyncio TCP server over a :class:`PaperBroker`.
+class TWSEmulator(LoopThread):
+    """The emulator: an asyncio TCP server over a :class:`PaperBroker`, in its own thread
+    (:meth:`start`, :meth:`stop`, :meth:`call` from :class:`~bridge.brokers._loop.LoopThread`).
 
     Parameters
     ----------
@@ -143,6 +144,8 @@ class TWSEmulator:
     clock : callable returning int ms, optional
         Time of order records and of reqCurrentTime (default: wall clock).
     """
+
+    thread_name = "tws-emulator"
 
     def __init__(self, broker: PaperBroker, start_session: str | None = None,
                  contracts: ContractMap | None = None, faults: Faults | None = None,
@@ -169,59 +172,19 @@ class TWSEmulator:
                                         "rejected", "duplicate_order_id", "cancel", "executions",
                                         "exec_messages", "dropped", "unsupported")}
         self.injected: dict[str, int] = {}
-        self.loop: asyncio.AbstractEventLoop | None = None
         self._server: asyncio.AbstractServer | None = None
-        self._thread: threading.Thread | None = None
-        self.port: int | None = None
 
     # ---- lifecycle -------------------------------------------------------------------------
-    def start(self, port: int = 0, host: str = "127.0.0.1") -> TWSEmulator:
-        """Serve in a background thread (port 0: a free port); returns self once listening."""
-        ready = threading.Event()
-        err: list[BaseException] = []
+    async def _start(self, host: str, port: int) -> None:
+        self._server = await asyncio.start_server(self._serve, host, port)
+        self.port = self._server.sockets[0].getsockname()[1]
+        self._outage = asyncio.Event()
+        self._outage.set()
 
-        def run() -> None:
-            self.loop = asyncio.new_event_loop()
-            asyncio.set_event_loop(self.loop)
-            try:
-                self._server = self.loop.run_until_complete(
-                    asyncio.start_server(self._serve, host, port))
-                self.port = self._server.sockets[0].getsockname()[1]
-                self._outage = asyncio.Event()
-                self._outage.set()
-            except BaseException as exc:  # noqa: BLE001 - handed to the starting thread
-                err.append(exc)
-                ready.set()
-                return
-            ready.set()
-            self.loop.run_forever()
-
-        self._thread = threading.Thread(target=run, name="tws-emulator", daemon=True)
-        self._thread.start()
-        ready.wait(10)
-        if err:
-            raise err[0]
-        return self
-
-    def stop(self) -> None:
-        """Close every connection and the listening socket; idempotent."""
-        if self.loop is None:
-            return
-
-        async def _stop():
-            await self._drop_all()
-            self._server.close()
-            await self._server.wait_closed()
-        try:
-            asyncio.run_coroutine_threadsafe(_stop(), self.loop).result(10)
-        finally:
-            self.loop.call_soon_threadsafe(self.loop.stop)
-            self._thread.join(10)
-            self.loop = None
-
-    def call(self, coro_fn, *args, timeout: float = 60):
-        """Run ``coro_fn(*args)`` in the server's loop from another thread; returns its result."""
-        return asyncio.run_coroutine_threadsafe(coro_fn(*args), self.loop).result(timeout)
+    async def _stop(self) -> None:
+        await self._drop_all()
+        self._server.close()
+        await self._server.wait_closed()
 
     def advance(self, session: str, phase: str = "all") -> int:
         """Trade ``session`` (YYYY-MM-DD; ``phase`` all, open or close, see
