@@ -1,4 +1,5 @@
-"""An asyncio event loop in a daemon thread: the plumbing the broker emulators share.
+"""What the broker emulators share: an asyncio event loop in a daemon thread, and the paper
+broker's sessions.
 
 Everything an emulator does runs in its loop (so the paper broker behind it is never touched by
 two threads); the test or notebook thread reaches it with :meth:`LoopThread.call`.
@@ -66,3 +67,41 @@ class LoopThread:
     def call(self, coro_fn, *args, timeout: float = 60):
         """Run ``coro_fn(*args)`` in the server's loop from another thread; returns its result."""
         return asyncio.run_coroutine_threadsafe(coro_fn(*args), self.loop).result(timeout)
+
+
+class PaperVenueServer(LoopThread):
+    """A :class:`LoopThread` in front of a paper broker (``self.broker``) whose ``async
+    _advance(session, phase)`` trades a session and pushes what happened, and whose
+    ``self.faults`` says what to inject."""
+
+    broker = None
+    faults = None
+
+    def advance(self, session: str, phase: str = "all") -> int:
+        """Trade ``session`` (YYYY-MM-DD; ``phase`` all, open or close, see
+        :meth:`bridge.brokers.sim.PaperBroker.run_session`) and push the updates; returns how
+        many the emulator reports (fills or events)."""
+        return self.call(self._advance, str(session)[:10], phase)
+
+    def set_faults(self, faults) -> None:
+        """Replace the fault plan (in the server's loop)."""
+        async def _set():
+            self.faults = faults
+        self.call(_set)
+
+    def _session_index(self, day: str) -> int:
+        """Index of session ``day`` in the broker's bars.
+
+        Raises
+        ------
+        KeyError
+            ``day`` is not a session of the bars.
+        """
+        import numpy as np
+
+        s = self.broker.panel.sessions
+        d = np.datetime64(str(day)[:10], "D")
+        t = int(np.searchsorted(s, d))
+        if t >= len(s) or s[t] != d:
+            raise KeyError(f"{day} is not a session of the emulator's bars")
+        return t

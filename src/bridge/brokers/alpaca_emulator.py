@@ -43,10 +43,9 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
-import numpy as np
 from aiohttp import WSMsgType, web
 
-from bridge.brokers._loop import LoopThread
+from bridge.brokers._loop import PaperVenueServer
 from bridge.brokers.sim import PaperBroker
 
 log = logging.getLogger("bridge.brokers.alpaca_emulator")
@@ -112,7 +111,7 @@ class _Meta:
     filled_qty: float = 0.0
 
 
-class AlpacaEmulator(LoopThread):
+class AlpacaEmulator(PaperVenueServer):
     """The emulator: an aiohttp app over a :class:`PaperBroker`.
 
     Parameters
@@ -202,16 +201,6 @@ class AlpacaEmulator(LoopThread):
     def stream_url(self) -> str:
         return f"ws://127.0.0.1:{self.port}/stream"
 
-    def advance(self, session: str, phase: str = "all") -> int:
-        """Trade ``session`` (YYYY-MM-DD; ``phase`` all, open or close, see
-        :meth:`PaperBroker.run_session`) and push the updates; returns the number of events."""
-        return self.call(self._advance, str(session)[:10], phase)
-
-    def set_faults(self, faults: Faults) -> None:
-        async def _set():
-            self.faults = faults
-        self.call(_set)
-
     def drop_stream(self) -> int:
         return self.call(self._drop)
 
@@ -256,14 +245,6 @@ class AlpacaEmulator(LoopThread):
         return resp
 
     # ---- shapes ----------------------------------------------------------------------------
-    def _session_index(self, day: str) -> int:
-        s = self.broker.panel.sessions
-        d = np.datetime64(str(day)[:10], "D")
-        t = int(np.searchsorted(s, d))
-        if t >= len(s) or s[t] != d:
-            raise KeyError(f"{day} is not a session of the emulator's bars")
-        return t
-
     def _order_json(self, sim_id: str, status: str | None = None,
                     filled_qty: float | None = None, filled_value: float | None = None) -> dict:
         o = self.broker.orders[sim_id]

@@ -47,10 +47,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from zlib import crc32
 
-import numpy as np
 
 from bridge.brokers import ib_wire as w
-from bridge.brokers._loop import LoopThread
+from bridge.brokers._loop import PaperVenueServer
 from bridge.brokers.ib_contracts import ContractMap
 from bridge.brokers.sim import PaperBroker
 
@@ -124,9 +123,10 @@ class _Conn:
                 self.closed = True
 
 
-class TWSEmulator(LoopThread):
+class TWSEmulator(PaperVenueServer):
     """The emulator: an asyncio TCP server over a :class:`PaperBroker`, in its own thread
-    (:meth:`start`, :meth:`stop`, :meth:`call` from :class:`~bridge.brokers._loop.LoopThread`).
+    (:meth:`start`, :meth:`stop`, :meth:`call`, :meth:`advance`, :meth:`set_faults` from
+    :class:`~bridge.brokers._loop.PaperVenueServer`).
 
     Parameters
     ----------
@@ -185,16 +185,6 @@ class TWSEmulator(LoopThread):
         await self._drop_all()
         self._server.close()
         await self._server.wait_closed()
-
-    def advance(self, session: str, phase: str = "all") -> int:
-        """Trade ``session`` (YYYY-MM-DD; ``phase`` all, open or close, see
-        :meth:`PaperBroker.run_session`) and push the fills; returns the number of fills."""
-        return self.call(self._advance, str(session)[:10], phase)
-
-    def set_faults(self, faults: Faults) -> None:
-        async def _set():
-            self.faults = faults
-        self.call(_set)
 
     def drop_connections(self) -> int:
         """Close every client connection (as a TWS restart would); returns how many."""
@@ -325,14 +315,6 @@ class TWSEmulator(LoopThread):
         conn.send(w.current_time(self.clock() // 1000))
 
     # ---- shapes ----------------------------------------------------------------------------
-    def _session_index(self, day: str) -> int:
-        s = self.broker.panel.sessions
-        d = np.datetime64(str(day)[:10], "D")
-        t = int(np.searchsorted(s, d))
-        if t >= len(s) or s[t] != d:
-            raise KeyError(f"{day} is not a session of the emulator's bars")
-        return t
-
     def _contract(self, instrument: str) -> w.WireContract:
         c = self.contracts.contract(instrument)
         con_id = c.con_id or (crc32(c.symbol.encode()) % 90_000_000 + 10_000_000)
