@@ -175,7 +175,7 @@ def _spec(draw, params: TopkDropout) -> InstanceSpec:
         seed=draw(st.integers(0, 9)), exit_grace=draw(st.sampled_from([None, 0, 2, 5])))
 
 
-def _same_frame(a: pl.DataFrame, b: pl.DataFrame) -> None:
+def _assert_same_frame(a: pl.DataFrame, b: pl.DataFrame) -> None:
     assert a.schema == b.schema and a.shape == b.shape
     for c in a.columns:
         if a[c].dtype == pl.Float64:
@@ -196,4 +196,4 @@ def test_preview_loop(base, data, T, N, params, rules):
     new = run_preview(panel, [spec], {"s": (grid, {})}, rules)
     old = ref.run_instance(panel, spec, grid if spec.strategy == "topk_dropout" else None, rules)
     for name in ("trade", "cut", "position", "account"):
-        _same_frame(getattr(new, name), old[name])
+        _assert_same_frame(getattr(new, name), old[name])

@@ -26,6 +26,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import json
 import logging
@@ -599,11 +600,9 @@ class AlpacaExecutor:
     def health(self, probe: bool = False) -> dict:
         """Connection status (last REST outcome), stream status, last heartbeat (epoch ms: the
         latest successful REST answer or stream message). ``probe`` first calls GET /v2/clock."""
-        if probe:
-            try:
+        if probe:  # a failed probe is what the health record below reports (_call sets it)
+            with contextlib.suppress(AlpacaTransportError, AlpacaHTTPError):
                 self._call(self._client.get_clock)
-            except (AlpacaTransportError, AlpacaHTTPError):
-                pass  # the failed probe is what the health record below reports
         h = self._health
         beats = [x for x in (h["last_ok_ms"], h["last_stream_msg_ms"]) if x]
         return {"broker": self.name, "connection": h["connection"], "stream": h["stream"],
@@ -625,8 +624,8 @@ class AlpacaExecutor:
             try:
                 asyncio.run_coroutine_threadsafe(s.stop_ws(), s._loop).result(2)
                 asyncio.run_coroutine_threadsafe(s.close(), s._loop).result(2)
-            except Exception:  # noqa: BLE001 - the loop may already be gone
-                pass
+            except Exception as exc:  # noqa: BLE001 - the loop may already be gone
+                log.debug("stream already stopped: %r", exc)
         if self._stream_thread is not None:
             self._stream_thread.join(3)
         self._health["stream"] = "disabled" if s is None else "closed"

@@ -640,6 +640,6 @@ def serve(port: int = 8765, data_dir: str | Path = "data", cash: float = 100_000
         while True:
             time.sleep(3600)
     except KeyboardInterrupt:  # Ctrl-C is how a user stops `bridge emulate alpaca`
-        pass
+        print("stopping", flush=True)
     finally:
         emu.stop()
